@@ -1,0 +1,159 @@
+/**
+ * The demo behind `deno task demo`: which adapter runs, whether the kernels
+ * agree with the reference, and how fused and unfused softmax and sigmoid
+ * attention compare in speed on this machine.
+ *
+ * @module
+ */
+
+import {
+  type Activation,
+  adapterReport,
+  attention,
+  attentionReference,
+  type AttentionShape,
+  attentionWorkload,
+  timeAttention,
+} from "../mod.ts";
+import { fusedTiles } from "../kernels/attention_fused.ts";
+import { predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+
+/** Settings of the demo (the CLI's flags). */
+export interface DemoOptions {
+  seqLens: number[];
+  heads: number;
+  headDim: number;
+  reps: number;
+  /** Run the S = 16384 long-context check. */
+  long: boolean;
+}
+
+/** Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 5 timed runs, long-context check on. */
+export const DEMO_DEFAULTS: DemoOptions = {
+  seqLens: [256, 512, 1024],
+  heads: 4,
+  headDim: 64,
+  reps: 5,
+  long: true,
+};
+
+const KERNELS: { implementation: "fused" | "unfused"; activation: Activation }[] = [
+  { implementation: "fused", activation: "softmax" },
+  { implementation: "fused", activation: "sigmoid" },
+  { implementation: "unfused", activation: "softmax" },
+  { implementation: "unfused", activation: "sigmoid" },
+];
+
+/** Seeded inputs in [-1, 1). */
+function _data(n: number, seed: number): Float32Array {
+  let x = seed;
+  return Float32Array.from({ length: n }, () => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x / 2 ** 31 - 1;
+  });
+}
+
+/** Runs the demo, printing as it goes; returns false if a kernel disagreed with the reference. */
+export async function runDemo(options: DemoOptions, log = console.log): Promise<boolean> {
+  const report = await adapterReport();
+  log(`adapter: ${report.description}${report.isFallbackAdapter ? " (software)" : ""}`);
+  log(
+    `  shader-f16: ${report.shaderF16 ? "yes" : "no"}, timestamp-query: ${
+      report.timestampQuery ? "yes" : "no"
+    }, workgroup memory: ${report.limits.maxComputeWorkgroupStorageSize} B, ` +
+      `max storage binding: ${report.limits.maxStorageBufferBindingSize / 2 ** 20} MiB`,
+  );
+
+  log("\nkernels against the f64 reference (tolerance |err| ≤ 1e-5 + 1e-4·|ref|):");
+  let allGood = true;
+  const checks: [AttentionShape, boolean][] = [
+    [{ batch: 1, heads: 2, seqLen: 97, headDim: 33 }, true],
+    [{ batch: 2, heads: 2, seqLen: 64, headDim: 64 }, false],
+    [{ batch: 1, heads: 1, seqLen: 257, headDim: 128 }, true],
+  ];
+  for (const [shape, causal] of checks) {
+    const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
+    const [q, k, v] = [_data(n, 1), _data(n, 2), _data(n, 3)];
+    const cells: string[] = [];
+    for (const { implementation, activation } of KERNELS) {
+      const opts = { activation, causal, implementation };
+      const got = await attention(q, k, v, shape, opts);
+      const ref = attentionReference(q, k, v, shape, opts);
+      let maxErr = 0;
+      let ok = true;
+      for (let i = 0; i < n; i++) {
+        const err = Math.abs(got[i] - ref[i]);
+        if (!(err <= 1e-5 + 1e-4 * Math.abs(ref[i]))) ok = false;
+        maxErr = Math.max(maxErr, err);
+      }
+      allGood &&= ok;
+      cells.push(
+        `${implementation} ${activation} ${maxErr.toExponential(1)} ${ok ? "ok" : "FAIL"}`,
+      );
+    }
+    const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
+    log(`  [${B},${H},${S},${D}]${causal ? " causal" : "       "}  ${cells.join("  ")}`);
+  }
+
+  const { heads: H, headDim: D } = options;
+  log(
+    `\nforward time, B=1 H=${H} D=${D}, median of ${options.reps} runs (ms and GFLOP/s, 4·B·H·S²·D FLOPs):`,
+  );
+  const header = ["S", ...KERNELS.map((k) => `${k.implementation} ${k.activation}`)];
+  log(
+    "  " + header.map((h, i) => i ? h.padStart(20) : h.padStart(6)).join("") +
+      "  sig/soft fused (model)  fused/unfused soft  sig",
+  );
+  const bk = fusedTiles(
+    "softmax",
+    D,
+    report.limits.maxComputeWorkgroupStorageSize,
+    report.isFallbackAdapter,
+  ).keys;
+  const model = predictedSpeedup("fused sigmoid", "fused softmax", D, bk, SOFTWARE_COSTS);
+  for (const S of options.seqLens) {
+    const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
+    const ms: number[] = [];
+    const cells: string[] = [];
+    for (const kernel of KERNELS) {
+      const t = await timeAttention(shape, kernel, { reps: options.reps });
+      ms.push(t.msMedian);
+      cells.push(`${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`.padStart(20));
+    }
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+    log(
+      `  ${String(S).padStart(6)}${cells.join("")}  ${ratio(ms[0], ms[1]).padStart(8)} (${
+        model.toFixed(2)
+      }×)  ${ratio(ms[2], ms[0]).padStart(14)}  ${ratio(ms[3], ms[1]).padStart(6)}`,
+    );
+  }
+  log("  ratios are time(baseline)/time(kernel): above 1× the kernel is faster.");
+
+  if (options.long) {
+    const S = 16384;
+    const shape = { batch: 1, heads: 1, seqLen: S, headDim: 32 };
+    log(`\nlong context, S=${S} H=1 D=32:`);
+    try {
+      await timeAttention(shape, { activation: "sigmoid", implementation: "unfused" });
+      log("  unfused: ran (this adapter has room for the S×S scores)");
+    } catch (error) {
+      log(`  unfused: refused: ${(error as Error).message}`);
+    }
+    // One run: this shows memory, not speed (the table above is the timing).
+    const work = await attentionWorkload(shape, { activation: "sigmoid" });
+    try {
+      const ms = await work.run();
+      const mib = (4 * work.plan.tensorBytes) / 2 ** 20;
+      log(
+        `  fused sigmoid: ran in ${(ms / 1000).toFixed(1)} s ` +
+          `(${
+            (work.plan.forwardFlops / ms / 1e6).toFixed(2)
+          } GFLOP/s, first run, compile included); ` +
+          `global memory ${mib.toFixed(0)} MiB for q, k, v, out: O(S·D)`,
+      );
+    } finally {
+      work.destroy();
+    }
+  }
+  return allGood;
+}

@@ -1,0 +1,98 @@
+/**
+ * The sigmax command line: `deno task demo`, or `deno run cli.ts <command>`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { adapterReport } from "./mod.ts";
+import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
+
+const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
+
+usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
+       deno run -A cli.ts doctor         show the WebGPU adapter and its limits
+
+demo: prints the adapter, checks fused and unfused kernels against the f64
+reference, times fused and unfused softmax and sigmoid attention, and runs a
+S=16384 forward pass to show the fused kernel's O(S·D) memory.
+
+demo options:
+  --seq-lens LIST   sequence lengths to time, comma-separated (default ${
+  DEMO_DEFAULTS.seqLens.join(",")
+})
+  --heads N         heads H (default ${DEMO_DEFAULTS.heads}); batch is 1
+  --head-dim N      head dimension D, 1..256 (default ${DEMO_DEFAULTS.headDim})
+  --reps N          timed runs per kernel, at least 5 (default ${DEMO_DEFAULTS.reps})
+  --no-long         skip the S=16384 long-context run
+  -h, --help        show this help
+
+The adapter: a real GPU where there is one, otherwise Mesa's software adapter.
+DENO_WEBGPU_BACKEND=vulkan|gl picks a backend.`;
+
+/** Thrown for bad command-line input: printed with the usage hint, exit code 2. */
+class UsageError extends Error {}
+
+function positiveInt(name: string, text: string, max = Infinity): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    throw new UsageError(`--${name} must be an integer from 1 to ${max}, got "${text}"`);
+  }
+  return n;
+}
+
+async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      "seq-lens": { type: "string" },
+      heads: { type: "string" },
+      "head-dim": { type: "string" },
+      reps: { type: "string" },
+      "no-long": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const command = positionals[0] ?? "demo";
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  switch (command) {
+    case "demo": {
+      const options = { ...DEMO_DEFAULTS };
+      if (values["seq-lens"] !== undefined) {
+        options.seqLens = values["seq-lens"].split(",").map((s) => positiveInt("seq-lens", s));
+      }
+      if (values.heads !== undefined) options.heads = positiveInt("heads", values.heads);
+      if (values["head-dim"] !== undefined) {
+        options.headDim = positiveInt("head-dim", values["head-dim"], 256);
+      }
+      if (values.reps !== undefined) options.reps = Math.max(5, positiveInt("reps", values.reps));
+      if (values["no-long"]) options.long = false;
+      return (await runDemo(options)) ? 0 : 1;
+    }
+    case "doctor": {
+      console.log(JSON.stringify(await adapterReport(), null, 2));
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (try demo or doctor)`);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    if (
+      error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")
+    ) {
+      console.error(`sigmax: ${(error as Error).message}\nrun with --help for usage`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * The attention API: {@linkcode attention} for `Float32Array`s in and out, and
+ * {@linkcode AttentionPlan} for work on GPU buffers the caller owns, recorded
+ * into the caller's command encoder.
+ *
+ * @module
+ */
+
+import {
+  type AttentionOptions,
+  type AttentionShape,
+  checkDeviceFits,
+  checkShape,
+  checkTensor,
+  type ResolvedAttentionOptions,
+  resolveOptions,
+  tensorLength,
+} from "./attention_options.ts";
+import {
+  type FusedForwardConfig,
+  fusedForwardPipeline,
+  type FusedTiles,
+  fusedTiles,
+} from "./attention_fused.ts";
+import { ACTIVATION_WG, activationPipeline, grid2d } from "./attention_unfused.ts";
+import { MatmulPlan } from "./matmul.ts";
+import {
+  _assertDeviceAlive,
+  createStorageBuffer,
+  getDevice,
+  isSoftwareDevice,
+  readBuffer,
+  uploadBuffer,
+} from "./device.ts";
+
+/** GPU buffers of one forward call, all `[B,H,S,D]` except `lse`. */
+export interface AttentionBuffers {
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  /** Written by the forward pass. */
+  out: GPUBuffer;
+  /**
+   * `[B,H,S]` f32 row logsumexp, written by softmax (the backward pass needs
+   * it); ignored by sigmoid. When omitted the plan writes to a scratch buffer.
+   */
+  lse?: GPUBuffer;
+}
+
+/**
+ * FLOPs of one forward pass in FlashAttention's convention: `4·B·H·S²·D`,
+ * halved when causal.
+ *
+ * @example
+ * ```ts
+ * import { attentionFlops } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 4, seqLen: 1024, headDim: 64 };
+ * console.log(attentionFlops(shape, false) / 1e9, "GFLOP"); // 1.07 GFLOP
+ * ```
+ */
+export function attentionFlops(shape: AttentionShape, causal: boolean): number {
+  const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
+  return 4 * B * H * S * S * D * (causal ? 0.5 : 1);
+}
+
+/** Bytes of one `[B,H,S,D]` tensor at the given precision. */
+function _tensorBytes(shape: AttentionShape, precision: "f32" | "f16"): number {
+  return tensorLength(shape) * (precision === "f16" ? 2 : 4);
+}
+
+/**
+ * A compiled attention call for one shape and set of options: pipelines
+ * built, uniforms written, scratch allocated once. Use it to run attention
+ * on GPU buffers you own, recorded into your own command encoder, as the
+ * training module does. Call {@linkcode AttentionPlan.destroy} when done.
+ *
+ * @example
+ * ```ts
+ * import { AttentionPlan, getDevice } from "@sigmax/sigmax";
+ * const device = await getDevice();
+ * const shape = { batch: 1, heads: 2, seqLen: 16, headDim: 8 };
+ * const plan = await AttentionPlan.create(shape, { activation: "sigmoid", device });
+ * const bytes = plan.tensorBytes;
+ * const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+ * const [q, k, v, out] = [0, 1, 2, 3].map(() => device.createBuffer({ size: bytes, usage }));
+ * const encoder = device.createCommandEncoder();
+ * plan.encodeForward(encoder, { q, k, v, out });
+ * device.queue.submit([encoder.finish()]);
+ * await device.queue.onSubmittedWorkDone();
+ * plan.destroy();
+ * ```
+ */
+export class AttentionPlan {
+  /** The device the plan runs on. */
+  readonly device: GPUDevice;
+  /** The shape the plan was made for. */
+  readonly shape: Readonly<AttentionShape>;
+  /** The options with defaults filled in. */
+  readonly options: Readonly<ResolvedAttentionOptions>;
+  /** Bytes of one `[B,H,S,D]` tensor (q, k, v, out) at the plan's precision. */
+  readonly tensorBytes: number;
+  /** FLOPs of one forward pass (see {@linkcode attentionFlops}). */
+  readonly forwardFlops: number;
+
+  #uniform: GPUBuffer;
+  #scratch: GPUBuffer[] = [];
+  #lseScratch: GPUBuffer | undefined;
+  #fused?: { pipeline: GPUComputePipeline; tiles: FusedTiles };
+  #unfused?: {
+    scores: GPUBuffer; // [B·H, S, S]
+    qk: MatmulPlan;
+    pv: MatmulPlan;
+    activation: GPUComputePipeline;
+  };
+
+  private constructor(
+    device: GPUDevice,
+    shape: AttentionShape,
+    options: ResolvedAttentionOptions,
+  ) {
+    this.device = device;
+    this.shape = Object.freeze({ ...shape });
+    this.options = Object.freeze({ ...options });
+    this.tensorBytes = _tensorBytes(shape, options.precision);
+    this.forwardFlops = attentionFlops(shape, options.causal);
+    this.#uniform = device.createBuffer({
+      label: "attention.params",
+      size: 16,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /**
+   * Checks the shape and options (throwing `RangeError`/`TypeError` before any
+   * GPU work), compiles the pipelines (cached per device) and allocates the
+   * plan's uniforms and scratch.
+   */
+  static async create(shape: AttentionShape, options: AttentionOptions): Promise<AttentionPlan> {
+    checkShape(shape);
+    const resolved = resolveOptions(shape, options);
+    const device = options.device ?? await getDevice();
+    const bh = shape.batch * shape.heads;
+    const scoreBytes = resolved.implementation === "unfused" ? bh * shape.seqLen ** 2 * 4 : 0;
+    checkDeviceFits(device, shape, resolved, Math.max(_tensorBytes(shape, "f32"), scoreBytes));
+    if (resolved.implementation === "unfused" && resolved.precision === "f16") {
+      throw new RangeError(
+        'options.precision "f16" is available with implementation "fused" only; the unfused ' +
+          'baseline runs in "f32"',
+      );
+    }
+    _assertDeviceAlive(device);
+    const plan = new AttentionPlan(device, shape, resolved);
+    try {
+      await plan.#build();
+    } catch (error) {
+      plan.destroy();
+      throw error;
+    }
+    return plan;
+  }
+
+  async #build(): Promise<void> {
+    const { device, shape, options } = this;
+    const { seqLen: S, headDim: D } = shape;
+    const bh = shape.batch * shape.heads;
+    const params = new ArrayBuffer(16);
+    new Uint32Array(params)[0] = S;
+    if (options.implementation === "fused") {
+      const f = new Float32Array(params);
+      f[1] = options.scale;
+      f[2] = options.sigmoidBias;
+      device.queue.writeBuffer(this.#uniform, 0, params);
+      const config: Omit<FusedForwardConfig, "rowsPerLane"> = {
+        activation: options.activation,
+        causal: options.causal,
+        headDim: D,
+        precision: options.precision,
+      };
+      const tiles = fusedTiles(
+        options.activation,
+        D,
+        device.limits.maxComputeWorkgroupStorageSize,
+        isSoftwareDevice(device),
+      );
+      this.#fused = { pipeline: await fusedForwardPipeline(device, config, tiles), tiles };
+      return;
+    }
+    // Unfused: [B·H,S,D]·[B·H,S,D]ᵀ → scores [B·H,S,S] → activation → ·[B·H,S,D].
+    new Uint32Array(params)[1] = bh * S;
+    new Float32Array(params)[2] = options.sigmoidBias;
+    device.queue.writeBuffer(this.#uniform, 0, params);
+    const scores = this.#own(createStorageBuffer(device, bh * S * S * 4, "attention.scores"));
+    const [qk, pv, activation] = await Promise.all([
+      MatmulPlan.create(device, { batch: bh, m: S, n: S, k: D, transB: true }, options.scale),
+      MatmulPlan.create(device, { batch: bh, m: S, n: D, k: S }),
+      activationPipeline(device, { activation: options.activation, causal: options.causal }),
+    ]);
+    this.#unfused = { scores, qk, pv, activation };
+  }
+
+  #own(buffer: GPUBuffer): GPUBuffer {
+    this.#scratch.push(buffer);
+    return buffer;
+  }
+
+  /** Scratch for the row logsumexp when the caller does not ask for it. */
+  #lse(): GPUBuffer {
+    if (!this.#lseScratch) {
+      const rows = this.shape.batch * this.shape.heads * this.shape.seqLen;
+      this.#lseScratch = this.#own(createStorageBuffer(this.device, rows * 4, "attention.lse"));
+    }
+    return this.#lseScratch;
+  }
+
+  /** Records the forward pass into `encoder`: reads q, k, v; writes out (and lse for softmax). */
+  encodeForward(encoder: GPUCommandEncoder, buffers: AttentionBuffers): void {
+    const { device, shape, options } = this;
+    const softmax = options.activation === "softmax";
+    const lse = buffers.lse ?? (softmax ? this.#lse() : undefined);
+    const bh = shape.batch * shape.heads;
+    if (this.#fused) {
+      const { pipeline, tiles } = this.#fused;
+      const entries = [this.#uniform, buffers.q, buffers.k, buffers.v, buffers.out];
+      if (softmax) entries.push(lse!);
+      const pass = encoder.beginComputePass({ label: pipeline.label });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, _bindGroup(device, pipeline, entries));
+      pass.dispatchWorkgroups(Math.ceil(shape.seqLen / (tiles.lanes * tiles.rowsPerLane)), bh);
+      pass.end();
+      return;
+    }
+    const { scores, qk, pv, activation } = this.#unfused!;
+    qk.encode(encoder, buffers.q, buffers.k, scores);
+    const pass = encoder.beginComputePass({ label: activation.label });
+    pass.setPipeline(activation);
+    const entries = [this.#uniform, scores];
+    if (softmax) entries.push(lse!);
+    pass.setBindGroup(0, _bindGroup(device, activation, entries));
+    const rows = bh * shape.seqLen;
+    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    const groups = softmax
+      ? grid2d(rows, maxGroups) // one workgroup per row
+      : grid2d(Math.ceil(rows * shape.seqLen / ACTIVATION_WG), maxGroups);
+    pass.dispatchWorkgroups(groups[0], groups[1]);
+    pass.end();
+    pv.encode(encoder, scores, buffers.v, buffers.out);
+  }
+
+  /** Frees the plan's uniforms and scratch buffers (not the caller's buffers). */
+  destroy(): void {
+    this.#uniform.destroy();
+    for (const buffer of this.#scratch) buffer.destroy();
+    this.#scratch = [];
+    this.#unfused?.qk.destroy();
+    this.#unfused?.pv.destroy();
+  }
+}
+
+function _bindGroup(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  buffers: GPUBuffer[],
+): GPUBindGroup {
+  return device.createBindGroup({
+    label: pipeline.label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+}
+
+/** Converts to the storage format of `precision`. */
+function _toStorage(data: Float32Array, precision: "f32" | "f16"): Float32Array | Uint16Array {
+  if (precision === "f32") return data;
+  const half = Float16Array.from(data);
+  return new Uint16Array(half.buffer);
+}
+
+/**
+ * Self-attention of `q`, `k`, `v` (`[B,H,S,D]` row-major `Float32Array`s) on
+ * the GPU: `out_i = Σ_j w_ij v_j` with `s_ij = scale · q_i·k_j` and
+ * `w = softmax_j(s)` or `w = σ(s + sigmoidBias)`; `causal` masks `j > i`.
+ * Bad input throws a `RangeError`/`TypeError` before any GPU work.
+ *
+ * @example
+ * ```ts
+ * import { attention, attentionReference } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 2, seqLen: 5, headDim: 4 };
+ * const q = Float32Array.from({ length: 40 }, (_, i) => Math.sin(i));
+ * const k = Float32Array.from({ length: 40 }, (_, i) => Math.cos(i));
+ * const v = Float32Array.from({ length: 40 }, (_, i) => i / 40);
+ * const options = { activation: "sigmoid", causal: true } as const;
+ * const out = await attention(q, k, v, shape, options);
+ * const ref = attentionReference(q, k, v, shape, options);
+ * console.log(Math.max(...out.map((x, i) => Math.abs(x - ref[i])))); // ~1e-7
+ * ```
+ */
+export async function attention(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  shape: AttentionShape,
+  options: AttentionOptions,
+): Promise<Float32Array> {
+  checkShape(shape);
+  checkTensor("q", q, shape);
+  checkTensor("k", k, shape);
+  checkTensor("v", v, shape);
+  resolveOptions(shape, options);
+  const plan = await AttentionPlan.create(shape, options);
+  const { device } = plan;
+  const { precision } = plan.options;
+  const buffers = [
+    uploadBuffer(device, _toStorage(q, precision), "attention.q"),
+    uploadBuffer(device, _toStorage(k, precision), "attention.k"),
+    uploadBuffer(device, _toStorage(v, precision), "attention.v"),
+    createStorageBuffer(device, plan.tensorBytes, "attention.out"),
+  ];
+  try {
+    const [bq, bk, bv, out] = buffers;
+    const encoder = device.createCommandEncoder({ label: "attention" });
+    plan.encodeForward(encoder, { q: bq, k: bk, v: bv, out });
+    device.queue.submit([encoder.finish()]);
+    const bytes = await readBuffer(device, out, plan.tensorBytes);
+    return precision === "f16"
+      ? Float32Array.from(new Float16Array(bytes))
+      : new Float32Array(bytes);
+  } finally {
+    for (const buffer of buffers) buffer.destroy();
+    plan.destroy();
+  }
+}

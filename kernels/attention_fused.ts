@@ -1,0 +1,386 @@
+/**
+ * Fused tiled attention forward: one WGSL kernel family for softmax and
+ * sigmoid that never writes the S×S score matrix to global memory.
+ *
+ * Each workgroup owns `WG·R` consecutive query rows of one (batch, head);
+ * each of its `WG` invocations owns `R` of them, keeping their scaled query
+ * vectors and output accumulators in registers. Key/value tiles of `BK` rows
+ * are staged in workgroup memory and shared by the whole workgroup.
+ *
+ * - softmax (FlashAttention-2): per key tile, the row's scores go to a
+ *   workgroup scratch row, the running max `m` is raised to the tile's max,
+ *   the accumulator and running sum `l` are rescaled by `exp(m_old − m)` once
+ *   per tile, then `p = exp(s − m)` weights the values. The output is
+ *   `acc / l` and the row logsumexp `m + ln l` is kept for the backward pass.
+ * - sigmoid (FlashSigmoid): `p = σ(s + b)` weights the values directly: no
+ *   row statistics, no rescaling, no second pass over the tile, no scratch.
+ *
+ * Causal kernels stop at the last key tile the workgroup's rows can see, so
+ * fully masked tiles are never loaded.
+ *
+ * @module
+ */
+
+import type { Activation } from "./attention_options.ts";
+import { getPipeline } from "./device.ts";
+
+/** Compile-time choices of a fused forward kernel (each gives its own WGSL). */
+export interface FusedForwardConfig {
+  activation: Activation;
+  causal: boolean;
+  headDim: number;
+  precision: "f32" | "f16";
+  /** Query rows each invocation owns (R). Compiled in: the rows' state is unrolled. */
+  rowsPerLane: number;
+}
+
+/** Tile sizes of a fused kernel. */
+export interface FusedTiles {
+  /** Invocations per workgroup (the `WG` override). */
+  lanes: number;
+  /** Query rows per invocation (R, compiled in). A workgroup covers `lanes · rowsPerLane` rows. */
+  rowsPerLane: number;
+  /** Key/value rows staged in workgroup memory per step (the `BK` override), a multiple of 4. */
+  keys: number;
+}
+
+/** Upper bound on the key tile; past it more workgroup memory buys nothing. */
+const _MAX_KEYS = 64;
+/** Workgroup memory the kernels plan for: WebGPU's guaranteed minimum, never more. */
+export const FUSED_STORAGE_BUDGET = 16384;
+
+/**
+ * Picks the tile sizes for head dim `headDim` so that the K and V tiles (and,
+ * for softmax, the score scratch) fit `storageBytes` of workgroup memory.
+ *
+ * On a GPU each invocation owns one query row (64 per workgroup): registers
+ * are scarce and lanes are many. On a software adapter an invocation is one
+ * lane of a CPU SIMD register and every read of workgroup memory is a slow
+ * per-lane load, so each invocation owns R rows (16 lanes × R rows), and one
+ * read of a staged key or value feeds R rows' multiply-adds. R·D/4 is kept
+ * to 128 (R ≤ 8): the unrolled code grows with it, and so does compile time
+ * (measured on llvmpipe at D = 64: R = 1 runs at 2 GFLOP/s, R = 4 at 6, R = 8
+ * at 13, R = 16 at 17 but takes 23 s to compile).
+ */
+export function fusedTiles(
+  activation: Activation,
+  headDim: number,
+  storageBytes: number,
+  software: boolean,
+): FusedTiles {
+  const d4 = Math.ceil(headDim / 4);
+  const lanes = software ? 16 : 64;
+  const rowsPerLane = software ? Math.max(1, Math.min(8, Math.floor(128 / d4))) : 1;
+  // K and V tiles: keys·d4 vec4<f32> each; softmax adds one f32 score per key and row.
+  const rows = lanes * rowsPerLane;
+  const bytesPerKey = 2 * d4 * 16 + (activation === "softmax" ? rows * 4 : 0);
+  const budget = Math.min(storageBytes, FUSED_STORAGE_BUDGET);
+  // Keys go four at a time through the inner loops, so the tile is a multiple of 4.
+  const keys = Math.min(_MAX_KEYS, Math.floor(budget / bytesPerKey / 4) * 4);
+  if (keys < 4) {
+    throw new RangeError(
+      `workgroup memory of ${budget} bytes cannot hold four keys of head dim ${headDim}`,
+    );
+  }
+  return { lanes, rowsPerLane, keys };
+}
+
+/** Workgroup memory (bytes) a fused kernel with these tiles uses. */
+export function fusedStorageBytes(
+  activation: Activation,
+  headDim: number,
+  tiles: FusedTiles,
+): number {
+  const d4 = Math.ceil(headDim / 4);
+  const scores = activation === "softmax" ? tiles.keys * tiles.lanes * tiles.rowsPerLane * 4 : 0;
+  return 2 * tiles.keys * d4 * 16 + scores;
+}
+
+/** WGSL of a function `name(row, d4) -> vec4<f32>` reading 4 features of one row of `buffer`. */
+function _loader(name: string, buffer: string, D: number): string {
+  if (D % 4 === 0) {
+    return `fn ${name}(row: u32, d4: u32) -> vec4<f32> { return vec4<f32>(${buffer}[row * D4 + d4]); }`;
+  }
+  // D is not a multiple of 4: the last vec4 of a row is padded with zeros.
+  return `fn ${name}(row: u32, d4: u32) -> vec4<f32> {
+  let o = row * D + d4 * 4u;
+  var x = vec4<f32>(f32(${buffer}[o]), 0.0, 0.0, 0.0);
+  if (d4 * 4u + 1u < D) { x.y = f32(${buffer}[o + 1u]); }
+  if (d4 * 4u + 2u < D) { x.z = f32(${buffer}[o + 2u]); }
+  if (d4 * 4u + 3u < D) { x.w = f32(${buffer}[o + 3u]); }
+  return x;
+}`;
+}
+
+/** WGSL of `storeOut(row, d4, x)`, the inverse of {@linkcode _loader} for the output. */
+function _storer(D: number, T: string): string {
+  if (D % 4 === 0) {
+    return `fn storeOut(row: u32, d4: u32, x: vec4<f32>) { out[row * D4 + d4] = vec4<${T}>(x); }`;
+  }
+  return `fn storeOut(row: u32, d4: u32, x: vec4<f32>) {
+  let o = row * D + d4 * 4u;
+  out[o] = ${T}(x.x);
+  if (d4 * 4u + 1u < D) { out[o + 1u] = ${T}(x.y); }
+  if (d4 * 4u + 2u < D) { out[o + 2u] = ${T}(x.z); }
+  if (d4 * 4u + 3u < D) { out[o + 3u] = ${T}(x.w); }
+}`;
+}
+
+/** `body(0) … body(n-1)` joined as lines: the generator unrolls every loop over rows and head dim. */
+function _each(n: number, body: (i: number) => string, indent: string): string {
+  return Array.from({ length: n }, (_, i) => indent + body(i)).join("\n");
+}
+
+/**
+ * WGSL: for each of the R rows, `s4_r` = the scores of keys j..j+3 of the
+ * staged tile (plus `init`) and `valid_r` = which of them row r may see.
+ * Each staged key vec4 is read once and feeds all R rows.
+ */
+function _scores(init: string, D4: number, R: number): string {
+  const dots = (r: number) =>
+    `s4_${r} += vec4<f32>(dot(qi[${r}][d], k0), dot(qi[${r}][d], k1), dot(qi[${r}][d], k2), dot(qi[${r}][d], k3));`;
+  return `${_each(R, (r) => `var s4_${r} = vec4<f32>(${init});`, "      ")}
+${
+    _each(D4, (d) =>
+      `{
+        let d = ${d}u;
+        let k0 = kTile[j * D4 + d];
+        let k1 = kTile[(j + 1u) * D4 + d];
+        let k2 = kTile[(j + 2u) * D4 + d];
+        let k3 = kTile[(j + 3u) * D4 + d];
+${_each(R, dots, "        ")}
+      }`, "      ")
+  }
+      let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
+${_each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}`;
+}
+
+/** WGSL: `acc[r] += Σ_c p4_r[c] · v_{j+c}` for each row r; each staged value vec4 read once. */
+function _accumulate(D4: number, R: number): string {
+  const fma = (r: number) =>
+    `acc[${r}][d] += p4_${r}.x * v0 + p4_${r}.y * v1 + p4_${r}.z * v2 + p4_${r}.w * v3;`;
+  return _each(D4, (d) =>
+    `{
+        let d = ${d}u;
+        let v0 = vTile[j * D4 + d];
+        let v1 = vTile[(j + 1u) * D4 + d];
+        let v2 = vTile[(j + 2u) * D4 + d];
+        let v3 = vTile[(j + 3u) * D4 + d];
+${_each(R, fma, "        ")}
+      }`, "      ");
+}
+
+/** Softmax over one staged tile: scores to scratch, raise the max, rescale once, accumulate. */
+function _softmaxTile(D4: number, R: number): string {
+  const slot = (r: number) => `sTile[((j >> 2u) * ${R}u + ${r}u) * WG + lid]`;
+  return `    var tileMax = m;
+    for (var j = 0u; j < jEnd; j += 4u) {
+${_scores("0.0", D4, R)}
+${
+    _each(R, (r) =>
+      `{
+        let sv = select(vec4<f32>(-3.0e38), s4_${r}, valid_${r});
+        ${slot(r)} = sv;
+        tileMax[${r}] = max(tileMax[${r}], max(max(sv.x, sv.y), max(sv.z, sv.w)));
+      }`, "      ")
+  }
+    }
+    // Rescale what was accumulated against the old max, once per tile.
+${
+    _each(R, (r) =>
+      `{
+      let alpha = exp(m[${r}] - tileMax[${r}]);
+      m[${r}] = tileMax[${r}];
+      l[${r}] *= alpha;
+${_each(D4, (d) => `acc[${r}][${d}] *= alpha;`, "      ")}
+    }`, "    ")
+  }
+    for (var j = 0u; j < jEnd; j += 4u) {
+      let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
+${
+    _each(R, (r) =>
+      `let p4_${r} = select(vec4<f32>(0.0), exp(${
+        slot(r)
+      } - m[${r}]), keys4 < vec4<u32>(rowEnd[${r}]));
+      l[${r}] += p4_${r}.x + p4_${r}.y + p4_${r}.z + p4_${r}.w;`, "      ")
+  }
+${_accumulate(D4, R)}
+    }`;
+}
+
+/** Sigmoid over one staged tile: one pass, no row statistics. */
+function _sigmoidTile(D4: number, R: number): string {
+  return `    for (var j = 0u; j < jEnd; j += 4u) {
+${_scores("b", D4, R)}
+${_each(R, (r) => `let p4_${r} = select(vec4<f32>(0.0), sigmoid4(s4_${r}), valid_${r});`, "      ")}
+${_accumulate(D4, R)}
+    }`;
+}
+
+/**
+ * Generates the WGSL of one fused forward kernel. Runtime sizes come from the
+ * uniform `params` (seqLen, scale, bias), so one pipeline serves every
+ * sequence length and batch; `WG` (invocations) and `BK` (staged keys) are
+ * override constants; the head dim and rows per invocation are compiled in,
+ * with every loop over them unrolled so that the rows' query vectors and
+ * accumulators can live in registers.
+ *
+ * Bindings: 0 params, 1 q, 2 k, 3 v (`[B,H,S,D]`), 4 out (`[B,H,S,D]`),
+ * 5 lse (`[B,H,S]` f32, softmax only).
+ */
+export function fusedForwardWgsl(config: FusedForwardConfig): string {
+  const { activation, causal, headDim: D, precision, rowsPerLane: R } = config;
+  const T = precision === "f16" ? "f16" : "f32";
+  const elem = D % 4 === 0 ? `vec4<${T}>` : T;
+  const softmax = activation === "softmax";
+  const D4 = Math.ceil(D / 4);
+  return /* wgsl */ `// ${fusedForwardLabel(config)}
+${precision === "f16" ? "enable f16;\n" : ""}
+struct Params {
+  seqLen: u32,  // S
+  scale: f32,   // s_ij = scale · q_i·k_j
+  bias: f32,    // sigmoid bias b
+  _pad: u32,
+}
+
+const D: u32 = ${D}u;    // head dim
+const D4: u32 = ${D4}u;  // head dim in vec4s (the last one zero-padded)
+const R: u32 = ${R}u;    // query rows per invocation
+override WG: u32 = 16u;  // invocations per workgroup; a workgroup owns WG·R query rows
+override BK: u32 = 32u;  // keys per staged tile, a multiple of 4
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<${elem}>;   // [B,H,S,D]
+@group(0) @binding(2) var<storage, read> k: array<${elem}>;   // [B,H,S,D]
+@group(0) @binding(3) var<storage, read> v: array<${elem}>;   // [B,H,S,D]
+@group(0) @binding(4) var<storage, read_write> out: array<${elem}>;  // [B,H,S,D]
+${softmax ? "@group(0) @binding(5) var<storage, read_write> lse: array<f32>;  // [B,H,S]\n" : ""}
+var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
+var<workgroup> vTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
+${
+    softmax
+      ? "var<workgroup> sTile: array<vec4<f32>, BK / 4u * R * WG>;  // [BK/4, R, WG] this tile's scores\n"
+      : ""
+  }
+${_loader("loadQ", "q", D)}
+${_loader("loadK", "k", D)}
+${_loader("loadV", "v", D)}
+${_storer(D, T)}
+${
+    softmax ? "" : `
+// σ(x) without overflow: exp of a non-positive number only; exactly 0 or 1 when saturated.
+fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
+  let e = exp(-abs(x));
+  return select(e, vec4<f32>(1.0), x >= vec4<f32>(0.0)) / (1.0 + e);
+}
+`
+  }
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  let S = params.seqLen;
+  let rowBase = wid.y * S;        // first row of this (batch, head)
+  let row0 = wid.x * WG * R;      // first query row of this workgroup
+  // This invocation's rows: i[r] = row0 + r·WG + lid.
+  var i: array<u32, R>;
+  var qi: array<array<vec4<f32>, D4>, R>;   // scaled query rows
+  var acc: array<array<vec4<f32>, D4>, R>;  // Σ_j p_ij v_j
+${
+    _each(
+      R,
+      (r) =>
+        `i[${r}] = row0 + ${r}u * WG + lid;
+  if (i[${r}] < S) {
+${_each(D4, (d) => `qi[${r}][${d}] = params.scale * loadQ(rowBase + i[${r}], ${d}u);`, "    ")}
+  }`,
+      "  ",
+    )
+  }
+${
+    softmax
+      ? `  var m: array<f32, R>;  // running row max (finite: WGSL has no portable -inf)
+  var l: array<f32, R>;  // running row sum of exp(s - m)
+${_each(R, (r) => `m[${r}] = -3.0e38;`, "  ")}`
+      : "  let b = params.bias;"
+  }
+
+  // Keys this workgroup can see: all of them, or up to its last row if causal.
+  let keyEnd = ${causal ? "min(S, row0 + WG * R)" : "S"};
+  for (var k0 = 0u; k0 < keyEnd; k0 += BK) {
+    workgroupBarrier();  // everyone is done with the previous tile
+    for (var e = lid; e < BK * D4; e += WG) {
+      let j = k0 + e / D4;
+      var kx = vec4<f32>();
+      var vx = vec4<f32>();
+      if (j < S) {
+        kx = loadK(rowBase + j, e % D4);
+        vx = loadV(rowBase + j, e % D4);
+      }
+      kTile[e] = kx;
+      vTile[e] = vx;
+    }
+    workgroupBarrier();
+
+    // The loops take keys four at a time (one vec4 of scores per row). Their
+    // bound jEnd is the same for the whole workgroup; row r masks the keys it
+    // must not see, j ≥ rowEnd[r], to a weight of exactly 0.
+    let jEnd = min(BK, keyEnd - k0);
+    var rowEnd: array<u32, R>;
+${
+    _each(
+      R,
+      (r) =>
+        causal
+          ? `rowEnd[${r}] = select(0u, min(jEnd, i[${r}] + 1u - k0), i[${r}] >= k0);`
+          : `rowEnd[${r}] = jEnd;`,
+      "    ",
+    )
+  }
+${softmax ? _softmaxTile(D4, R) : _sigmoidTile(D4, R)}
+  }
+
+${
+    _each(
+      R,
+      (r) =>
+        `if (i[${r}] < S) {
+${
+          softmax
+            ? `    let inv = 1.0 / l[${r}];
+${
+              _each(D4, (d) =>
+                `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}] * inv);`, "    ")
+            }
+    lse[rowBase + i[${r}]] = m[${r}] + log(l[${r}]);`
+            : _each(D4, (d) => `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}]);`, "    ")
+        }
+  }`,
+      "  ",
+    )
+  }
+}
+`;
+}
+
+/** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.causal.d64`. */
+export function fusedForwardLabel(config: FusedForwardConfig): string {
+  return `attention.forward.${config.activation}${
+    config.causal ? ".causal" : ""
+  }.d${config.headDim}` +
+    `.r${config.rowsPerLane}` + (config.precision === "f16" ? ".f16" : "");
+}
+
+/** Builds (or takes from the cache) the pipeline of a fused forward kernel. */
+export function fusedForwardPipeline(
+  device: GPUDevice,
+  config: Omit<FusedForwardConfig, "rowsPerLane">,
+  tiles: FusedTiles,
+): Promise<GPUComputePipeline> {
+  const full = { ...config, rowsPerLane: tiles.rowsPerLane };
+  const label = fusedForwardLabel(full);
+  return getPipeline(device, {
+    key: label,
+    label,
+    code: () => fusedForwardWgsl(full),
+    constants: { WG: tiles.lanes, BK: tiles.keys },
+  });
+}

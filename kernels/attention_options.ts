@@ -1,0 +1,192 @@
+/**
+ * Attention shapes and options: the types of the public API, their defaults,
+ * and the checks that reject bad input before any GPU work.
+ *
+ * @module
+ */
+
+/** The attention activation: normalised softmax or element-wise sigmoid. */
+export type Activation = "softmax" | "sigmoid";
+
+/** Sizes of an attention call. Tensors are row-major `[batch, heads, seqLen, headDim]`. */
+export interface AttentionShape {
+  /** Batch size B ≥ 1. */
+  batch: number;
+  /** Number of heads H ≥ 1. */
+  heads: number;
+  /** Sequence length S ≥ 1 (queries and keys). */
+  seqLen: number;
+  /** Head dimension D, 1 to 256. */
+  headDim: number;
+}
+
+/** Options of an attention call; only `activation` is required. */
+export interface AttentionOptions {
+  /** `"softmax"` normalises each row; `"sigmoid"` applies `σ(s + sigmoidBias)` element-wise. */
+  activation: Activation;
+  /** Mask keys after the query (`j > i` gets weight exactly 0). Default false. */
+  causal?: boolean;
+  /** Score scale: `s_ij = scale · q_i·k_j`. Default `1 / sqrt(headDim)`. */
+  scale?: number;
+  /** Sigmoid bias b in `σ(s + b)`. Default `-Math.log(seqLen)`; ignored by softmax. */
+  sigmoidBias?: number;
+  /** Storage precision. Default `"f32"`; `"f16"` needs the adapter's `shader-f16`. */
+  precision?: "f32" | "f16";
+  /** `"fused"` (tiled, no S×S buffer; default) or `"unfused"` (scores written out, the baseline). */
+  implementation?: "fused" | "unfused";
+  /** Device to run on. Default: the shared device of `getDevice()`. */
+  device?: GPUDevice;
+}
+
+/** Options with every default filled in. */
+export interface ResolvedAttentionOptions {
+  activation: Activation;
+  causal: boolean;
+  scale: number;
+  sigmoidBias: number;
+  precision: "f32" | "f16";
+  implementation: "fused" | "unfused";
+}
+
+/** The largest head dimension the kernels are generated for. */
+export const MAX_HEAD_DIM = 256;
+
+function _checkDim(name: string, value: unknown, max?: number): void {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(
+      `shape.${name} must be a positive integer, got ${String(value)}`,
+    );
+  }
+  if (max !== undefined && value > max) {
+    throw new RangeError(`shape.${name} must be at most ${max}, got ${value}`);
+  }
+}
+
+/** Throws a `RangeError` unless every dimension of `shape` is a positive integer and `headDim ≤ 256`. */
+export function checkShape(shape: AttentionShape): void {
+  if (typeof shape !== "object" || shape === null) {
+    throw new TypeError("shape must be an object {batch, heads, seqLen, headDim}");
+  }
+  _checkDim("batch", shape.batch);
+  _checkDim("heads", shape.heads);
+  _checkDim("seqLen", shape.seqLen);
+  _checkDim("headDim", shape.headDim, MAX_HEAD_DIM);
+}
+
+/** Number of elements of one `[B,H,S,D]` tensor. */
+export function tensorLength(shape: AttentionShape): number {
+  return shape.batch * shape.heads * shape.seqLen * shape.headDim;
+}
+
+/**
+ * Throws unless `data` is a `Float32Array` of exactly B·H·S·D elements; `name`
+ * names the argument in the message.
+ */
+export function checkTensor(name: string, data: unknown, shape: AttentionShape): void {
+  const expected = tensorLength(shape);
+  if (!(data instanceof Float32Array)) {
+    throw new TypeError(
+      `${name} must be a Float32Array of ${expected} elements ([B,H,S,D] = ` +
+        `[${shape.batch},${shape.heads},${shape.seqLen},${shape.headDim}]), got ${_typeName(data)}`,
+    );
+  }
+  if (data.length !== expected) {
+    throw new RangeError(
+      `${name}.length must be ${expected} (B·H·S·D = ${shape.batch}·${shape.heads}·` +
+        `${shape.seqLen}·${shape.headDim}), got ${data.length}`,
+    );
+  }
+}
+
+function _typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return (value as object).constructor?.name ?? "object";
+  return typeof value;
+}
+
+/**
+ * Checks `options` against `shape` and fills in the defaults. Throws a
+ * `TypeError`/`RangeError` naming the option and the expected value.
+ */
+export function resolveOptions(
+  shape: AttentionShape,
+  options: AttentionOptions,
+): ResolvedAttentionOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError('options must be an object such as { activation: "softmax" }');
+  }
+  const { activation } = options;
+  if (activation !== "softmax" && activation !== "sigmoid") {
+    throw new TypeError(
+      `options.activation must be "softmax" or "sigmoid", got ${JSON.stringify(activation)}`,
+    );
+  }
+  const causal = options.causal ?? false;
+  if (typeof causal !== "boolean") {
+    throw new TypeError(`options.causal must be a boolean, got ${JSON.stringify(causal)}`);
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
+  if (typeof scale !== "number" || !Number.isFinite(scale)) {
+    throw new RangeError(`options.scale must be a finite number, got ${String(scale)}`);
+  }
+  const sigmoidBias = options.sigmoidBias ?? -Math.log(shape.seqLen);
+  if (typeof sigmoidBias !== "number" || !Number.isFinite(sigmoidBias)) {
+    throw new RangeError(
+      `options.sigmoidBias must be a finite number, got ${String(sigmoidBias)}`,
+    );
+  }
+  const precision = options.precision ?? "f32";
+  if (precision !== "f32" && precision !== "f16") {
+    throw new TypeError(
+      `options.precision must be "f32" or "f16", got ${JSON.stringify(precision)}`,
+    );
+  }
+  const implementation = options.implementation ?? "fused";
+  if (implementation !== "fused" && implementation !== "unfused") {
+    throw new TypeError(
+      `options.implementation must be "fused" or "unfused", got ${JSON.stringify(implementation)}`,
+    );
+  }
+  return { activation, causal, scale, sigmoidBias, precision, implementation };
+}
+
+/**
+ * Checks what only the device can tell: `shader-f16` for f16, and that every
+ * buffer and dispatch fits the device's limits. `extraBytes` is the largest
+ * scratch buffer the implementation needs (the S×S scores for unfused).
+ */
+export function checkDeviceFits(
+  device: GPUDevice,
+  shape: AttentionShape,
+  options: ResolvedAttentionOptions,
+  largestBufferBytes: number,
+): void {
+  if (options.precision === "f16" && !device.features.has("shader-f16")) {
+    throw new RangeError(
+      'options.precision "f16" needs the adapter feature "shader-f16", which this adapter ' +
+        'lacks; use precision "f32" (or install mesa-vulkan-drivers for a software adapter with f16)',
+    );
+  }
+  const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  if (largestBufferBytes > limit) {
+    throw new RangeError(
+      `shape [B,H,S,D] = [${shape.batch},${shape.heads},${shape.seqLen},${shape.headDim}] ` +
+        `needs a ${
+          _mib(largestBufferBytes)
+        } buffer (implementation "${options.implementation}"), ` +
+        `over this device's maxStorageBufferBindingSize of ${_mib(limit)}` +
+        (options.implementation === "unfused" ? '; the "fused" implementation needs O(S·D)' : ""),
+    );
+  }
+  const bh = shape.batch * shape.heads;
+  const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+  if (bh > maxGroups) {
+    throw new RangeError(
+      `shape.batch · shape.heads must be at most ${maxGroups} on this device, got ${bh}`,
+    );
+  }
+}
+
+function _mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+}

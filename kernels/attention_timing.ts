@@ -1,0 +1,124 @@
+/**
+ * Timing attention on the GPU, as DESIGN.md measures speed: warm up, then the
+ * median of at least five runs, each from submit to `onSubmittedWorkDone()`.
+ *
+ * @module
+ */
+
+import type { AttentionOptions, AttentionShape } from "./attention_options.ts";
+import { type AttentionBuffers, AttentionPlan } from "./attention.ts";
+import { createStorageBuffer, timeGpu, timeSubmit, uploadBuffer } from "./device.ts";
+
+/** One attention call ready to run again and again on resident buffers. */
+export interface AttentionWorkload {
+  /** The compiled plan (shape, resolved options, FLOPs). */
+  plan: AttentionPlan;
+  /** The resident q, k, v and out buffers. */
+  buffers: AttentionBuffers;
+  /** Submits one forward pass, waits for the GPU, and returns its wall time in ms. */
+  run(): Promise<number>;
+  /** Frees the buffers and the plan. */
+  destroy(): void;
+}
+
+/** Deterministic inputs in [-1, 1) (a fixed LCG), so every run times the same data. */
+function _inputs(length: number, seed: number): Float32Array {
+  const out = new Float32Array(length);
+  let x = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = x / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/**
+ * Builds a plan, uploads deterministic q, k, v and allocates the output, so
+ * that {@linkcode AttentionWorkload.run} times the kernels alone.
+ *
+ * @example
+ * ```ts
+ * import { attentionWorkload } from "@sigmax/sigmax";
+ * const work = await attentionWorkload(
+ *   { batch: 1, heads: 1, seqLen: 64, headDim: 16 },
+ *   { activation: "sigmoid" },
+ * );
+ * const ms = await work.run();
+ * console.log(`${(work.plan.forwardFlops / ms / 1e6).toFixed(2)} GFLOP/s`);
+ * work.destroy();
+ * ```
+ */
+export async function attentionWorkload(
+  shape: AttentionShape,
+  options: AttentionOptions,
+): Promise<AttentionWorkload> {
+  const plan = await AttentionPlan.create(shape, options);
+  const { device, tensorBytes } = plan;
+  const length = tensorBytes / (plan.options.precision === "f16" ? 2 : 4);
+  const upload = (seed: number) => {
+    const data = _inputs(length, seed);
+    return uploadBuffer(
+      device,
+      plan.options.precision === "f16" ? new Uint16Array(Float16Array.from(data).buffer) : data,
+      "attention.bench.input",
+    );
+  };
+  const buffers = {
+    q: upload(1),
+    k: upload(2),
+    v: upload(3),
+    out: createStorageBuffer(device, tensorBytes, "attention.bench.out"),
+  };
+  return {
+    plan,
+    buffers,
+    run: () => timeSubmit(device, (encoder) => plan.encodeForward(encoder, buffers)),
+    destroy() {
+      for (const buffer of Object.values(buffers)) buffer.destroy();
+      plan.destroy();
+    },
+  };
+}
+
+/** Result of {@linkcode timeAttention}. */
+export interface AttentionTiming {
+  msMedian: number;
+  msMin: number;
+  msMax: number;
+  /** FLOPs of one forward pass divided by the median time. */
+  gflops: number;
+  /** Every timed run, in ms. */
+  samples: number[];
+}
+
+/**
+ * Times the forward pass: `warmup` untimed runs (the first compiles), then the
+ * median of `reps` (at least 5) timed runs.
+ *
+ * @example
+ * ```ts
+ * import { timeAttention } from "@sigmax/sigmax";
+ * const t = await timeAttention(
+ *   { batch: 1, heads: 2, seqLen: 128, headDim: 32 },
+ *   { activation: "softmax", causal: true },
+ * );
+ * console.log(t.msMedian, t.gflops);
+ * ```
+ */
+export async function timeAttention(
+  shape: AttentionShape,
+  options: AttentionOptions,
+  timing: { warmup?: number; reps?: number } = {},
+): Promise<AttentionTiming> {
+  const work = await attentionWorkload(shape, options);
+  try {
+    const { samples, msMedian, msMin, msMax } = await timeGpu(
+      work.plan.device,
+      (encoder) => work.plan.encodeForward(encoder, work.buffers),
+      { warmup: timing.warmup ?? 1, reps: timing.reps },
+    );
+    return { msMedian, msMin, msMax, gflops: work.plan.forwardFlops / msMedian / 1e6, samples };
+  } finally {
+    work.destroy();
+  }
+}

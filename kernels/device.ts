@@ -1,0 +1,381 @@
+/**
+ * The WebGPU runtime every sigmax kernel shares: one adapter and device per
+ * process, a description of that adapter, a pipeline cache, buffer helpers and
+ * GPU timing.
+ *
+ * @module
+ */
+
+/** What sigmax reports about the adapter it runs on. */
+export interface AdapterReport {
+  /** The adapter's own description, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"`. */
+  description: string;
+  /** Vendor and architecture strings as the adapter gives them (may be empty). */
+  vendor: string;
+  architecture: string;
+  /** True for a software (CPU) adapter such as Mesa's llvmpipe or lavapipe. */
+  isFallbackAdapter: boolean;
+  /** Every feature the adapter offers, sorted. */
+  features: string[];
+  /** Whether `precision: "f16"` can run (the `shader-f16` feature). */
+  shaderF16: boolean;
+  /** Whether GPU timestamps can be requested (the `timestamp-query` feature). */
+  timestampQuery: boolean;
+  /** The limits the attention kernels depend on. */
+  limits: {
+    maxComputeWorkgroupStorageSize: number;
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxComputeWorkgroupsPerDimension: number;
+  };
+}
+
+interface Runtime {
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  report: AdapterReport;
+}
+
+let _runtime: Promise<Runtime> | undefined;
+let _lostReason: string | undefined;
+
+/** Features sigmax asks for whenever the adapter offers them. */
+const _WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
+
+/** Limits sigmax raises to the adapter's maximum: bigger tiles, bigger tensors. */
+const _WANTED_LIMITS = [
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+] as const;
+
+async function _createRuntime(): Promise<Runtime> {
+  if (typeof navigator === "undefined" || !("gpu" in navigator)) {
+    throw new Error(
+      "WebGPU is not available in this runtime: run sigmax with Deno 2 " +
+        "(npx -y deno@2.9.6 task demo), which ships WebGPU.",
+    );
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new Error(
+      "No WebGPU adapter found. sigmax needs a GPU driver or Mesa's software " +
+        "rasteriser: on Debian/Ubuntu run `apt-get install -y libgl1-mesa-dri` " +
+        "(OpenGL llvmpipe) or `apt-get install -y mesa-vulkan-drivers` (Vulkan " +
+        "lavapipe, which also offers shader-f16). DENO_WEBGPU_BACKEND=vulkan|gl " +
+        "picks a backend.",
+    );
+  }
+  const requiredFeatures = _WANTED_FEATURES.filter((f) => adapter.features.has(f));
+  const requiredLimits: Record<string, number> = {};
+  for (const name of _WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  const info = adapter.info;
+  const device = await adapter.requestDevice({
+    label: "sigmax.device",
+    requiredFeatures,
+    requiredLimits,
+  });
+  const runtime: Runtime = {
+    adapter,
+    device,
+    report: {
+      description: info.description || "(no description)",
+      vendor: info.vendor,
+      architecture: info.architecture,
+      isFallbackAdapter: Boolean(
+        (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter,
+      ),
+      features: [...adapter.features].sort(),
+      shaderF16: device.features.has("shader-f16"),
+      timestampQuery: device.features.has("timestamp-query"),
+      limits: {
+        maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+        maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+        maxBufferSize: device.limits.maxBufferSize,
+        maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+      },
+    },
+  };
+  device.lost.then((lost) => {
+    if (lost.reason === "destroyed") return;
+    _lostReason = `${lost.reason}: ${lost.message}`;
+    _runtime = undefined; // the next getDevice() asks for a fresh device
+  });
+  return runtime;
+}
+
+function _getRuntime(): Promise<Runtime> {
+  if (!_runtime) {
+    _runtime = _createRuntime();
+    // A failed request must not be cached: a later call may succeed.
+    _runtime.catch(() => (_runtime = undefined));
+  }
+  return _runtime;
+}
+
+/**
+ * The process-wide WebGPU device sigmax uses by default. The first call picks
+ * the adapter (a real GPU where there is one, otherwise Mesa's software
+ * adapter) and requests `shader-f16` and `timestamp-query` where offered, with
+ * the adapter's largest storage and workgroup-memory limits.
+ *
+ * @example
+ * ```ts
+ * import { getDevice } from "@sigmax/sigmax";
+ * const device = await getDevice();
+ * console.log(device.limits.maxComputeWorkgroupStorageSize);
+ * ```
+ */
+export async function getDevice(): Promise<GPUDevice> {
+  return (await _getRuntime()).device;
+}
+
+/**
+ * Describes the adapter behind {@linkcode getDevice}: name, whether it is a
+ * software adapter, its features and the limits the kernels depend on.
+ *
+ * @example
+ * ```ts
+ * import { adapterReport } from "@sigmax/sigmax";
+ * const report = await adapterReport();
+ * console.log(report.description, report.isFallbackAdapter, report.shaderF16);
+ * ```
+ */
+export async function adapterReport(): Promise<AdapterReport> {
+  return (await _getRuntime()).report;
+}
+
+/**
+ * Whether `device` runs on a CPU (Mesa llvmpipe/lavapipe, SwiftShader, WARP):
+ * the kernels pick different tile shapes there.
+ */
+export function isSoftwareDevice(device: GPUDevice): boolean {
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  if (!info) return false;
+  const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter;
+  return Boolean(fallback) || /llvmpipe|lavapipe|swiftshader|warp/i.test(info.description);
+}
+
+/**
+ * Throws a clear error if the device was lost (driver reset, out of memory),
+ * instead of letting the caller wait on work that will never finish.
+ */
+export function _assertDeviceAlive(device: GPUDevice): void {
+  if (_lostReason !== undefined && device.label === "sigmax.device") {
+    throw new Error(
+      `The WebGPU device was lost (${_lostReason}). Results computed on it are ` +
+        "gone; call getDevice() again to get a fresh device and rerun.",
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pipeline cache
+
+const _pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/** Everything needed to build one compute pipeline. */
+export interface PipelineSpec {
+  /** Cache key: every compile-time choice that changes the WGSL. */
+  key: string;
+  /** Label for the shader module and pipeline, e.g. `attention.forward.sigmoid.d64`. */
+  label: string;
+  /** Produces the WGSL source; called only on a cache miss. */
+  code: () => string;
+  /** Values for the shader's `override` constants. */
+  constants?: Record<string, number>;
+  entryPoint?: string;
+}
+
+/**
+ * Returns the compute pipeline for `spec`, compiling it on first use. Pipelines
+ * are cached per device by `spec.key` plus the override constants, so one
+ * pipeline serves every runtime size.
+ */
+export function getPipeline(device: GPUDevice, spec: PipelineSpec): Promise<GPUComputePipeline> {
+  let cache = _pipelines.get(device);
+  if (!cache) _pipelines.set(device, cache = new Map());
+  const key = `${spec.key}|${JSON.stringify(spec.constants ?? {})}`;
+  let pipeline = cache.get(key);
+  if (!pipeline) {
+    pipeline = _compile(device, spec);
+    cache.set(key, pipeline);
+    pipeline.catch(() => cache.delete(key));
+  }
+  return pipeline;
+}
+
+async function _compile(device: GPUDevice, spec: PipelineSpec): Promise<GPUComputePipeline> {
+  const code = spec.code();
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ label: spec.label, code });
+  const pipeline = device.createComputePipeline({
+    label: spec.label,
+    layout: "auto",
+    compute: { module, entryPoint: spec.entryPoint ?? "main", constants: spec.constants },
+  });
+  const error = await device.popErrorScope();
+  if (error) {
+    const info = await module.getCompilationInfo();
+    const messages = info.messages.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`);
+    throw new Error(
+      `sigmax failed to build pipeline ${spec.label}: ${error.message}\n${messages.join("\n")}`,
+    );
+  }
+  return pipeline;
+}
+
+// ---------------------------------------------------------------------------
+// Buffers
+
+/** Usage flags of a storage buffer that can also be written and read back. */
+export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x8 /* COPY_DST */ | 0x4; /* COPY_SRC */
+
+/** Creates a storage buffer holding `data` (padded to a multiple of 4 bytes). */
+export function uploadBuffer(
+  device: GPUDevice,
+  data: Float32Array | Uint32Array | Uint16Array,
+  label: string,
+): GPUBuffer {
+  const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+  const buffer = device.createBuffer({ label, size, usage: STORAGE_USAGE });
+  if (data.byteLength > 0) {
+    device.queue.writeBuffer(
+      buffer,
+      0,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+  return buffer;
+}
+
+/** Creates an uninitialised (zeroed) storage buffer of `bytes` bytes. */
+export function createStorageBuffer(device: GPUDevice, bytes: number, label: string): GPUBuffer {
+  return device.createBuffer({
+    label,
+    size: Math.max(4, Math.ceil(bytes / 4) * 4),
+    usage: STORAGE_USAGE,
+  });
+}
+
+/** Copies `bytes` bytes of `buffer` back to the CPU. */
+export async function readBuffer(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  bytes: number = buffer.size,
+): Promise<ArrayBuffer> {
+  _assertDeviceAlive(device);
+  const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+  const staging = device.createBuffer({
+    label: `${buffer.label}.readback`,
+    size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const encoder = device.createCommandEncoder({ label: `${buffer.label}.readback` });
+  encoder.copyBufferToBuffer(buffer, 0, staging, 0, size);
+  device.queue.submit([encoder.finish()]);
+  try {
+    await _orLost(device, staging.mapAsync(GPUMapMode.READ));
+    return staging.getMappedRange().slice(0, bytes);
+  } finally {
+    staging.destroy();
+  }
+}
+
+/** Reads a buffer of f32 values back as a `Float32Array` of `length` elements. */
+export async function readFloat32(
+  device: GPUDevice,
+  buffer: GPUBuffer,
+  length: number,
+): Promise<Float32Array> {
+  return new Float32Array(await readBuffer(device, buffer, length * 4));
+}
+
+/** Waits for `promise` unless the device is lost first, which throws instead of hanging. */
+function _orLost<T>(device: GPUDevice, promise: Promise<T>): Promise<T> {
+  const lost = device.lost.then((info) => {
+    throw new Error(
+      `The WebGPU device was lost (${info.reason}: ${info.message}) while sigmax waited ` +
+        "for the GPU; call getDevice() again and rerun.",
+    );
+  });
+  return Promise.race([promise, lost]);
+}
+
+/** Waits until the GPU has finished all submitted work (or throws if the device is lost). */
+export function gpuDone(device: GPUDevice): Promise<void> {
+  _assertDeviceAlive(device);
+  return _orLost(device, device.queue.onSubmittedWorkDone());
+}
+
+// ---------------------------------------------------------------------------
+// Timing
+
+/** Timings of repeated GPU work, in milliseconds. */
+export interface GpuTiming {
+  msMedian: number;
+  msMin: number;
+  msMax: number;
+  /** Every timed run, in order. */
+  samples: number[];
+  /** `"wall"`: submit → onSubmittedWorkDone, as DESIGN.md measures. */
+  clock: "wall";
+}
+
+/** Options of {@linkcode timeGpu}. */
+export interface TimeGpuOptions {
+  /** Untimed runs first (the first one compiles pipelines). Default 2. */
+  warmup?: number;
+  /** Timed runs; the median is reported. Default 5 (at least 5 is enforced). */
+  reps?: number;
+}
+
+/**
+ * Times GPU work the way DESIGN.md says: warm up, then the median of at least
+ * five runs, each measured from submit to `queue.onSubmittedWorkDone()`.
+ * `encode` records the work into the encoder it is given.
+ */
+export async function timeGpu(
+  device: GPUDevice,
+  encode: (encoder: GPUCommandEncoder) => void,
+  options: TimeGpuOptions = {},
+): Promise<GpuTiming> {
+  const warmup = options.warmup ?? 2;
+  const reps = Math.max(5, options.reps ?? 5);
+  const run = () => timeSubmit(device, encode);
+  for (let i = 0; i < warmup; i++) await run();
+  const samples: number[] = [];
+  for (let i = 0; i < reps; i++) samples.push(await run());
+  return { ...summarize(samples), samples, clock: "wall" };
+}
+
+/**
+ * Records work with `encode`, submits it, and returns the milliseconds from
+ * submit until the GPU reports it done.
+ */
+export async function timeSubmit(
+  device: GPUDevice,
+  encode: (encoder: GPUCommandEncoder) => void,
+): Promise<number> {
+  const encoder = device.createCommandEncoder({ label: "sigmax.timed" });
+  encode(encoder);
+  const commands = encoder.finish();
+  const t0 = performance.now();
+  device.queue.submit([commands]);
+  await gpuDone(device);
+  return performance.now() - t0;
+}
+
+/** Median, minimum and maximum of a list of numbers. */
+export function summarize(samples: number[]): { msMedian: number; msMin: number; msMax: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  return { msMedian: median, msMin: sorted[0], msMax: sorted[sorted.length - 1] };
+}

@@ -1,0 +1,44 @@
+/**
+ * sigmax: softmax and sigmoid self-attention as hand-written WGSL kernels on
+ * WebGPU, with references to test them against and timing to compare them.
+ *
+ * - {@linkcode attention} runs fused (tiled, no S×S buffer) or unfused
+ *   attention on `Float32Array`s; {@linkcode attentionReference} is the same
+ *   computation in plain TypeScript with f64 sums.
+ * - {@linkcode AttentionPlan} runs attention on GPU buffers you own,
+ *   recorded into your command encoder.
+ * - {@linkcode getDevice} and {@linkcode adapterReport} give the shared
+ *   WebGPU device and describe its adapter.
+ *
+ * @example
+ * ```ts
+ * import { attention } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 1, seqLen: 3, headDim: 2 };
+ * const x = new Float32Array([1, 0, 0, 1, 1, 1]);
+ * const out = await attention(x, x, x, shape, { activation: "sigmoid" });
+ * console.log(out.length); // 6
+ * ```
+ *
+ * @module
+ */
+
+export type {
+  Activation,
+  AttentionOptions,
+  AttentionShape,
+  ResolvedAttentionOptions,
+} from "./kernels/attention_options.ts";
+export {
+  attention,
+  type AttentionBuffers,
+  attentionFlops,
+  AttentionPlan,
+} from "./kernels/attention.ts";
+export { attentionReference } from "./kernels/attention_reference.ts";
+export { type AdapterReport, adapterReport, getDevice } from "./kernels/device.ts";
+export {
+  type AttentionTiming,
+  type AttentionWorkload,
+  attentionWorkload,
+  timeAttention,
+} from "./kernels/attention_timing.ts";

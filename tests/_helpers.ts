@@ -1,0 +1,60 @@
+/** Shared test helpers: seeded random data and tolerance checks that print their max error. */
+
+import assert from "node:assert/strict";
+
+/** Deterministic PRNG (mulberry32) returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `n` standard normal samples (Box–Muller) times `std`, as a Float32Array. */
+export function randn(n: number, seed: number, std = 1): Float32Array {
+  const next = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = Math.max(next(), 1e-12);
+    out[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+  }
+  return out;
+}
+
+/** DESIGN.md's tolerance table. */
+export const TOL = {
+  f32Forward: { atol: 1e-5, rtol: 1e-4 },
+  f32Backward: { atol: 1e-4, rtol: 1e-3 },
+  f16: { atol: 2e-3, rtol: 1e-2 },
+} as const;
+
+/**
+ * Asserts `|got − ref| ≤ atol + rtol·|ref|` element-wise (and that nothing is
+ * NaN or infinite), printing the case's max absolute error.
+ */
+export function assertClose(
+  label: string,
+  got: Float32Array,
+  ref: Float32Array,
+  tol: { atol: number; rtol: number },
+): number {
+  assert.equal(got.length, ref.length, `${label}: length`);
+  let maxErr = 0;
+  let worst = -1;
+  for (let i = 0; i < got.length; i++) {
+    const err = Math.abs(got[i] - ref[i]);
+    if (!Number.isFinite(got[i]) || !(err <= tol.atol + tol.rtol * Math.abs(ref[i]))) {
+      assert.fail(
+        `${label}: element ${i} is ${got[i]}, reference ${ref[i]} ` +
+          `(|err| ${err} > ${tol.atol} + ${tol.rtol}·|ref|)`,
+      );
+    }
+    if (err > maxErr) [maxErr, worst] = [err, i];
+  }
+  console.log(`  ${label.padEnd(60)} max |err| ${maxErr.toExponential(2)} at ${worst}`);
+  return maxErr;
+}

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import {
+  type Activation,
+  attention,
+  type AttentionOptions,
+  attentionReference,
+  type AttentionShape,
+} from "../mod.ts";
+import { assertClose, randn, TOL } from "./_helpers.ts";
+
+const ACTIVATIONS: Activation[] = ["softmax", "sigmoid"];
+const IMPLEMENTATIONS = ["fused", "unfused"] as const;
+
+function inputs(shape: AttentionShape, seed: number, std = 1) {
+  const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
+  return [randn(n, seed, std), randn(n, seed + 1, std), randn(n, seed + 2, std)] as const;
+}
+
+async function checkCase(shape: AttentionShape, options: AttentionOptions, seed: number) {
+  const [q, k, v] = inputs(shape, seed);
+  const got = await attention(q, k, v, shape, options);
+  const ref = attentionReference(q, k, v, shape, options);
+  const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
+  const extra = options.scale !== undefined
+    ? ` scale=${options.scale.toPrecision(3)} b=${options.sigmoidBias}`
+    : "";
+  const label =
+    `${options.implementation} ${options.activation}${options.causal ? " causal" : ""}` +
+    ` [${B},${H},${S},${D}]${extra}`;
+  assertClose(label, got, ref, TOL.f32Forward);
+}
+
+for (const implementation of IMPLEMENTATIONS) {
+  for (const activation of ACTIVATIONS) {
+    Deno.test(`attention() matches the reference: ${implementation} ${activation}, odd sizes, causal on and off`, async () => {
+      let seed = 1;
+      for (const seqLen of [1, 7, 64, 97, 257]) {
+        for (const headDim of [1, 8, 33, 64, 128, 256]) {
+          for (const causal of [false, true]) {
+            // Alternate the default and an explicit scale and bias, and B·H of 2 and 6.
+            // The explicit scale spreads the scores 1.5× wider than the default; far
+            // larger scores (|s| ~ 1e3) have their own test below.
+            const explicit = seed % 2 === 0;
+            const shape = explicit
+              ? { batch: 2, heads: 3, seqLen, headDim }
+              : { batch: 1, heads: 2, seqLen, headDim };
+            const options: AttentionOptions = explicit
+              ? {
+                activation,
+                causal,
+                implementation,
+                scale: 1.5 / Math.sqrt(headDim),
+                sigmoidBias: -1.25,
+              }
+              : { activation, causal, implementation };
+            await checkCase(shape, options, seed++);
+          }
+        }
+      }
+    });
+  }
+}
+
+Deno.test("attention() handles extreme scores: no NaN or Inf, softmax exact, sigmoid saturates", async () => {
+  // S = D = 8, v = identity: out[i][j] is the weight w_ij itself.
+  const S = 8, D = 8;
+  const shape = { batch: 1, heads: 1, seqLen: S, headDim: D };
+  const q = randn(S * D, 7, 11); // |scale·q·k| reaches ~1e3 with scale 1
+  const k = randn(S * D, 8, 11);
+  const v = new Float32Array(S * D);
+  for (let j = 0; j < S; j++) v[j * D + j] = 1;
+  let maxScore = 0;
+  for (let i = 0; i < S; i++) {
+    for (let j = 0; j < S; j++) {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += q[i * D + d] * k[j * D + d];
+      maxScore = Math.max(maxScore, Math.abs(s));
+    }
+  }
+  assert.ok(maxScore > 500 && maxScore < 2000, `test data reaches |s| ~ 1e3 (got ${maxScore})`);
+  for (const implementation of IMPLEMENTATIONS) {
+    for (const activation of ACTIVATIONS) {
+      for (const causal of [false, true]) {
+        const options: AttentionOptions = { activation, causal, implementation, scale: 1 };
+        const got = await attention(q, k, v, shape, options);
+        const ref = attentionReference(q, k, v, shape, options);
+        assertClose(
+          `extreme ${implementation} ${activation}${causal ? " causal" : ""}`,
+          got,
+          ref,
+          TOL.f32Forward,
+        );
+        if (activation === "sigmoid") {
+          // Every weight whose argument is far from 0 is exactly 0 or 1.
+          for (let i = 0; i < S; i++) {
+            for (let j = 0; j < S; j++) {
+              let s = 0;
+              for (let d = 0; d < D; d++) s += q[i * D + d] * k[j * D + d];
+              const arg = s - Math.log(S);
+              const w = got[i * D + j];
+              if (causal && j > i) assert.equal(w, 0, `masked weight (${i},${j})`);
+              else if (arg > 100) assert.equal(w, 1, `σ(${arg}) must be exactly 1, got ${w}`);
+              else if (arg < -100) assert.equal(w, 0, `σ(${arg}) must be exactly 0, got ${w}`);
+            }
+          }
+        }
+      }
+    }
+  }
+});
+
+Deno.test("attention() handles causal masks: rows ignore every future key and value", async () => {
+  const shape = { batch: 1, heads: 2, seqLen: 97, headDim: 33 };
+  const [q, k, v] = inputs(shape, 40);
+  const t = 50; // rows 0..t may not depend on keys/values t+1..S-1
+  const [k2, v2] = [k.slice(), v.slice()];
+  const { seqLen: S, headDim: D } = shape;
+  for (let h = 0; h < shape.heads; h++) {
+    for (let j = t + 1; j < S; j++) {
+      for (let d = 0; d < D; d++) {
+        const at = (h * S + j) * D + d;
+        k2[at] = 100 * Math.sin(at);
+        v2[at] = 1e4 * Math.cos(at);
+      }
+    }
+  }
+  for (const implementation of IMPLEMENTATIONS) {
+    for (const activation of ACTIVATIONS) {
+      const options: AttentionOptions = { activation, causal: true, implementation };
+      const a = await attention(q, k, v, shape, options);
+      const b = await attention(q, k2, v2, shape, options);
+      let changedLater = false;
+      for (let h = 0; h < shape.heads; h++) {
+        for (let i = 0; i < S; i++) {
+          for (let d = 0; d < D; d++) {
+            const at = (h * S + i) * D + d;
+            if (i <= t) {
+              assert.equal(b[at], a[at], `${implementation} ${activation}: row ${i} changed`);
+            } else if (a[at] !== b[at]) changedLater = true;
+          }
+        }
+      }
+      assert.ok(changedLater, "later rows do see the changed keys (the test can fail)");
+    }
+  }
+});
