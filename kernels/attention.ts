@@ -35,8 +35,11 @@ import {
 
 /** GPU buffers of one forward call, all `[B,H,S,D]` except `lse`. */
 export interface AttentionBuffers {
+  /** Queries, read. */
   q: GPUBuffer;
+  /** Keys, read. */
   k: GPUBuffer;
+  /** Values, read. */
   v: GPUBuffer;
   /** Written by the forward pass. */
   out: GPUBuffer;

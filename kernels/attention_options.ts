@@ -40,11 +40,17 @@ export interface AttentionOptions {
 
 /** Options with every default filled in. */
 export interface ResolvedAttentionOptions {
+  /** See {@linkcode AttentionOptions.activation}. */
   activation: Activation;
+  /** See {@linkcode AttentionOptions.causal}. */
   causal: boolean;
+  /** See {@linkcode AttentionOptions.scale}. */
   scale: number;
+  /** See {@linkcode AttentionOptions.sigmoidBias}. */
   sigmoidBias: number;
+  /** See {@linkcode AttentionOptions.precision}. */
   precision: "f32" | "f16";
+  /** See {@linkcode AttentionOptions.implementation}. */
   implementation: "fused" | "unfused";
 }
 

@@ -43,8 +43,9 @@ function _inputs(length: number, seed: number): Float32Array {
  *   { batch: 1, heads: 1, seqLen: 64, headDim: 16 },
  *   { activation: "sigmoid" },
  * );
+ * await work.run(); // the first run pays for shader compilation
  * const ms = await work.run();
- * console.log(`${(work.plan.forwardFlops / ms / 1e6).toFixed(2)} GFLOP/s`);
+ * console.log(`${ms.toFixed(2)} ms, ${(work.plan.forwardFlops / ms / 1e6).toFixed(3)} GFLOP/s`);
  * work.destroy();
  * ```
  */
@@ -82,8 +83,11 @@ export async function attentionWorkload(
 
 /** Result of {@linkcode timeAttention}. */
 export interface AttentionTiming {
+  /** Median time of the timed runs, ms. */
   msMedian: number;
+  /** Fastest timed run, ms. */
   msMin: number;
+  /** Slowest timed run, ms. */
   msMax: number;
   /** FLOPs of one forward pass divided by the median time. */
   gflops: number;

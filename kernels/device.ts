@@ -10,8 +10,9 @@
 export interface AdapterReport {
   /** The adapter's own description, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"`. */
   description: string;
-  /** Vendor and architecture strings as the adapter gives them (may be empty). */
+  /** Vendor string as the adapter gives it (may be empty). */
   vendor: string;
+  /** Architecture string as the adapter gives it (may be empty). */
   architecture: string;
   /** True for a software (CPU) adapter such as Mesa's llvmpipe or lavapipe. */
   isFallbackAdapter: boolean;
@@ -21,7 +22,7 @@ export interface AdapterReport {
   shaderF16: boolean;
   /** Whether GPU timestamps can be requested (the `timestamp-query` feature). */
   timestampQuery: boolean;
-  /** The limits the attention kernels depend on. */
+  /** The limits the attention kernels depend on (the device's, as granted). */
   limits: {
     maxComputeWorkgroupStorageSize: number;
     maxStorageBufferBindingSize: number;

@@ -144,3 +144,33 @@ Deno.test("attention() handles causal masks: rows ignore every future key and va
     }
   }
 });
+
+const hasF16 = (await navigator.gpu.requestAdapter())?.features.has("shader-f16") ?? false;
+if (!hasF16) console.log("no shader-f16 on this adapter: the f16 forward test is skipped");
+
+Deno.test({
+  name: "attention() in f16 matches the reference fed f16-rounded inputs",
+  ignore: !hasF16,
+  async fn() {
+    let seed = 500;
+    for (const [seqLen, headDim] of [[7, 8], [97, 33], [64, 64]]) {
+      const shape = { batch: 1, heads: 2, seqLen, headDim };
+      for (const activation of ACTIVATIONS) {
+        for (const causal of [false, true]) {
+          const [q, k, v] = inputs(shape, seed++).map((x) =>
+            Float32Array.from(Float16Array.from(x))
+          );
+          const options: AttentionOptions = { activation, causal, precision: "f16" };
+          const got = await attention(q, k, v, shape, options);
+          const ref = attentionReference(q, k, v, shape, options);
+          assertClose(
+            `f16 fused ${activation}${causal ? " causal" : ""} [1,2,${seqLen},${headDim}]`,
+            got,
+            ref,
+            TOL.f16,
+          );
+        }
+      }
+    }
+  },
+});
