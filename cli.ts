@@ -7,11 +7,15 @@
 import { parseArgs } from "node:util";
 import { adapterReport } from "./mod.ts";
 import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
+import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
+import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
 usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
        deno run -A cli.ts doctor         show the WebGPU adapter and its limits
+       deno run -A cli.ts model [--gpu]  the operation-count model of the forward kernels
+                                         (software-adapter costs, or GPU costs with --gpu)
 
 demo: prints the adapter, checks fused and unfused kernels against the f64
 reference, times fused and unfused softmax and sigmoid attention, and runs a
@@ -51,6 +55,7 @@ async function main(args: string[]): Promise<number> {
       "head-dim": { type: "string" },
       reps: { type: "string" },
       "no-long": { type: "boolean" },
+      gpu: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -78,8 +83,19 @@ async function main(args: string[]): Promise<number> {
       console.log(JSON.stringify(await adapterReport(), null, 2));
       return 0;
     }
+    case "model": {
+      const software = !values.gpu;
+      const tiles = (D: number) => fusedTiles("softmax", D, FUSED_STORAGE_BUDGET, software);
+      console.log(
+        `Per-score operation counts of the forward kernels (tiles for a ${
+          software ? "software adapter" : "GPU"
+        }); cost in FMA equivalents with the ${software ? "software-adapter" : "GPU"} weights.\n`,
+      );
+      console.log(opModelTable([32, 64, 128], tiles, software ? SOFTWARE_COSTS : GPU_COSTS));
+      return 0;
+    }
     default:
-      throw new UsageError(`unknown command "${command}" (try demo or doctor)`);
+      throw new UsageError(`unknown command "${command}" (try demo, doctor or model)`);
   }
 }
 

@@ -40,5 +40,6 @@ export {
   type AttentionTiming,
   type AttentionWorkload,
   attentionWorkload,
+  seededInputs,
   timeAttention,
 } from "./kernels/attention_timing.ts";

@@ -1,47 +1,63 @@
 /**
  * `deno bench` for the attention forward pass: per shape group, fused softmax
  * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid.
- * Each iteration is timed from submit to `onSubmittedWorkDone()`; a summary
- * with GFLOP/s (FlashAttention's FLOP count) is printed when the run ends.
+ * Each iteration is timed from submit to `onSubmittedWorkDone()`. When the
+ * run ends it prints GFLOP/s (FlashAttention's FLOP count) and, per group,
+ * the measured speed ratios beside those the operation-count model
+ * (bench/op_model.ts) predicts.
  *
  *     deno task bench bench/attention_forward_bench.ts
  */
 
 import {
-  type Activation,
+  adapterReport,
   type AttentionShape,
   type AttentionWorkload,
   attentionWorkload,
+  getDevice,
 } from "../mod.ts";
+import { fusedTiles } from "../kernels/attention_fused.ts";
+import { isSoftwareDevice } from "../kernels/device.ts";
+import {
+  GPU_COSTS,
+  KERNELS,
+  type ModelledKernel,
+  predictedSpeedup,
+  SOFTWARE_COSTS,
+} from "./op_model.ts";
+import { summarize } from "../kernels/device.ts";
 
-const IMPLS: { implementation: "fused" | "unfused"; activation: Activation }[] = [
-  { implementation: "fused", activation: "softmax" },
-  { implementation: "fused", activation: "sigmoid" },
-  { implementation: "unfused", activation: "softmax" },
-  { implementation: "unfused", activation: "sigmoid" },
-];
+// What the model needs to know about the adapter: tiles and cost table.
+const device = await getDevice();
+const software = isSoftwareDevice(device);
+const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
+const { description } = await adapterReport();
+const tiles = (headDim: number) =>
+  fusedTiles("softmax", headDim, device.limits.maxComputeWorkgroupStorageSize, software);
 
 /** Shape groups: B=1, H=4; D=64 at S ∈ {256, 1024} causal off and on, and D ∈ {32, 128} at S=1024. */
 const GROUPS: { seqLen: number; headDim: number; causal: boolean }[] = [
   { seqLen: 256, headDim: 64, causal: false },
   { seqLen: 256, headDim: 64, causal: true },
+  { seqLen: 1024, headDim: 32, causal: false },
   { seqLen: 1024, headDim: 64, causal: false },
   { seqLen: 1024, headDim: 64, causal: true },
-  { seqLen: 1024, headDim: 32, causal: false },
   { seqLen: 1024, headDim: 128, causal: false },
 ];
+
+/** Every timed iteration, by group and kernel. */
+const samples = new Map<string, Map<ModelledKernel, { ms: number[]; flops: number }>>();
 
 for (const { seqLen, headDim, causal } of GROUPS) {
   const shape: AttentionShape = { batch: 1, heads: 4, seqLen, headDim };
   const group = `B=1 H=4 S=${seqLen} D=${headDim}${causal ? " causal" : ""}`;
-  for (const { implementation, activation } of IMPLS) {
-    const name = `${implementation} ${activation}`;
-    const samples: number[] = [];
+  samples.set(group, new Map());
+  for (const { name, implementation, activation } of KERNELS) {
     let work: AttentionWorkload | undefined; // built on first use, kept for every iteration
     Deno.bench({
       name,
       group,
-      baseline: implementation === "fused" && activation === "softmax",
+      baseline: name === "fused softmax",
       // Each iteration is a whole kernel (tens to hundreds of ms on a software adapter).
       n: seqLen >= 1024 ? 5 : 20,
       warmup: 1,
@@ -49,21 +65,48 @@ for (const { seqLen, headDim, causal } of GROUPS) {
         if (!work) {
           work = await attentionWorkload(shape, { activation, causal, implementation });
           await work.run(); // the first run compiles; keep it out of the timed region
+          samples.get(group)!.set(name, { ms: [], flops: work.plan.forwardFlops });
         }
         b.start();
-        samples.push(await work.run());
+        const ms = await work.run();
         b.end();
+        samples.get(group)!.get(name)!.ms.push(ms);
       },
-    });
-    globalThis.addEventListener("unload", () => {
-      if (!work || !samples.length) return;
-      const flops = work.plan.forwardFlops;
-      const sorted = samples.slice().sort((x, y) => x - y);
-      const median = sorted[sorted.length >> 1];
-      console.log(
-        `${group.padEnd(28)} ${name.padEnd(16)} median ${median.toFixed(2).padStart(9)} ms ` +
-          `${(flops / median / 1e6).toFixed(2).padStart(7)} GFLOP/s (${samples.length} runs)`,
-      );
     });
   }
 }
+
+globalThis.addEventListener("unload", () => {
+  if (![...samples.values()].some((g) => g.size)) return;
+  const lines = [
+    "",
+    `summary (median of each kernel's timed runs; ratio = time(baseline) / time(kernel), model in brackets):`,
+    `${"group".padEnd(26)} ${
+      KERNELS.map((k) => `${k.implementation} ${k.activation}`.padStart(17)).join("")
+    }` +
+    `   sig/soft fused   fused/unfused softmax   fused/unfused sigmoid`,
+  ];
+  for (const { seqLen, headDim, causal } of GROUPS) {
+    const group = `B=1 H=4 S=${seqLen} D=${headDim}${causal ? " causal" : ""}`;
+    const g = samples.get(group)!;
+    if (g.size < KERNELS.length) continue;
+    const ms = (k: ModelledKernel) => summarize(g.get(k)!.ms).msMedian;
+    const gflops = (k: ModelledKernel) => g.get(k)!.flops / ms(k) / 1e6;
+    const cell = (k: ModelledKernel) => `${gflops(k).toFixed(2)} GFLOP/s`.padStart(17);
+    const pair = (kernel: ModelledKernel, baseline: ModelledKernel) => {
+      const model = predictedSpeedup(kernel, baseline, headDim, tiles(headDim), costs);
+      return `${(ms(baseline) / ms(kernel)).toFixed(2)}× (${model.toFixed(2)}×)`;
+    };
+    lines.push(
+      `${group.padEnd(26)} ${KERNELS.map((k) => cell(k.name)).join("")}` +
+        `   ${pair("fused sigmoid", "fused softmax").padStart(14)}   ${
+          pair("fused softmax", "unfused softmax").padStart(21)
+        }   ${pair("fused sigmoid", "unfused sigmoid").padStart(21)}`,
+    );
+  }
+  lines.push(
+    `model costs: ${software ? "software adapter" : "GPU (FP32 units)"} (bench/op_model.ts); ` +
+      `adapter: ${description}`,
+  );
+  console.log(lines.join("\n"));
+});

@@ -7,16 +7,18 @@
  */
 
 import {
-  type Activation,
   adapterReport,
   attention,
   attentionReference,
   type AttentionShape,
   attentionWorkload,
+  getDevice,
+  seededInputs,
   timeAttention,
 } from "../mod.ts";
+import { isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
-import { predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
 
 /** Settings of the demo (the CLI's flags). */
 export interface DemoOptions {
@@ -37,26 +39,11 @@ export const DEMO_DEFAULTS: DemoOptions = {
   long: true,
 };
 
-const KERNELS: { implementation: "fused" | "unfused"; activation: Activation }[] = [
-  { implementation: "fused", activation: "softmax" },
-  { implementation: "fused", activation: "sigmoid" },
-  { implementation: "unfused", activation: "softmax" },
-  { implementation: "unfused", activation: "sigmoid" },
-];
-
-/** Seeded inputs in [-1, 1). */
-function _data(n: number, seed: number): Float32Array {
-  let x = seed;
-  return Float32Array.from({ length: n }, () => {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    return x / 2 ** 31 - 1;
-  });
-}
-
 /** Runs the demo, printing as it goes; returns false if a kernel disagreed with the reference. */
 export async function runDemo(options: DemoOptions, log = console.log): Promise<boolean> {
   const report = await adapterReport();
-  log(`adapter: ${report.description}${report.isFallbackAdapter ? " (software)" : ""}`);
+  const software = isSoftwareDevice(await getDevice());
+  log(`adapter: ${report.description}${software ? " (software)" : ""}`);
   log(
     `  shader-f16: ${report.shaderF16 ? "yes" : "no"}, timestamp-query: ${
       report.timestampQuery ? "yes" : "no"
@@ -73,7 +60,7 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
   ];
   for (const [shape, causal] of checks) {
     const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
-    const [q, k, v] = [_data(n, 1), _data(n, 2), _data(n, 3)];
+    const [q, k, v] = [seededInputs(n, 1), seededInputs(n, 2), seededInputs(n, 3)];
     const cells: string[] = [];
     for (const { implementation, activation } of KERNELS) {
       const opts = { activation, causal, implementation };
@@ -104,13 +91,14 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     "  " + header.map((h, i) => i ? h.padStart(20) : h.padStart(6)).join("") +
       "  sig/soft fused (model)  fused/unfused soft  sig",
   );
-  const bk = fusedTiles(
+  const tiles = fusedTiles(
     "softmax",
     D,
     report.limits.maxComputeWorkgroupStorageSize,
-    report.isFallbackAdapter,
-  ).keys;
-  const model = predictedSpeedup("fused sigmoid", "fused softmax", D, bk, SOFTWARE_COSTS);
+    software,
+  );
+  const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
+  const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs);
   for (const S of options.seqLens) {
     const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
     const ms: number[] = [];

@@ -9,22 +9,30 @@
  * - `SOFTWARE_COSTS`: an x86 CPU running the shader as 8-wide AVX2 code
  *   (Mesa llvmpipe/lavapipe). `exp` is a polynomial of about a dozen vector
  *   instructions; a division's reciprocal throughput is about ten FMAs'.
- *   These are assumptions from the instruction sequences, not measurements.
- * - `H100_COSTS`: derived from datasheet throughputs of an H100 SXM5: 989
- *   TFLOP/s of FP16 tensor-core matmul, 67 TFLOP/s of FP32 on the CUDA
- *   cores, 3.9 TFLOP/s of special functions (the figure FlashAttention-3
- *   quotes) and 3.35 TB/s of HBM. One FMA is 2 FLOPs, so an `exp` costs
- *   989/3.9/2 ≈ 127 FMAs, a plain FP32 op 989/67/2 ≈ 7.4, a division about an
- *   `exp` (reciprocal) plus a multiply, and a global float (4 bytes) about
- *   989e12/3.35e12·4/2 ≈ 590.
+ *   A float read from workgroup memory is a per-lane scalar load, about 8
+ *   instructions for 8 lanes. These are assumptions from the instruction
+ *   sequences, not measurements.
+ * - `GPU_COSTS`: these WGSL kernels on an NVIDIA H100-class GPU, where every
+ *   FMA runs on the FP32 units (WGSL has no tensor-core matmul). Per SM and
+ *   clock an H100 issues 128 FP32 FMAs but 16 special-function ops, so an
+ *   `exp` costs ~8 FMAs and a division (reciprocal plus Newton steps) ~12.
+ *   HBM moves 3.35 TB/s against 33.5 T FP32 FMA/s, so a global float costs
+ *   ~40. Shared memory moves 128 B per clock per SM: 4 FMAs for a float that
+ *   each lane reads from its own address (softmax's score scratch), 1/8 for a
+ *   staged key read that the whole warp shares; the model uses 1 for both.
  *
  * The point the model makes: both kernels spend `2·D` FMAs per score, so the
- * non-matmul work that sigmoid removes (row max, rescaling, the running sum)
- * and adds (one division) matters only where it is costly next to the FMAs —
- * small head dims, and GPUs whose matmul units far outrun their exp units.
+ * non-matmul work that sigmoid removes (row max, rescaling, the running sum,
+ * the score scratch) and adds (one division) matters only where it is costly
+ * next to the FMAs: small head dims, and hardware whose FMA units far outrun
+ * its exp units (tensor cores: FlashAttention-3 quotes 989 TFLOP/s of matmul
+ * against 3.9 TFLOP/s of exp on an H100 SXM5, which is what FlashSigmoid's
+ * reported gain rests on).
  *
  * @module
  */
+
+import type { FusedTiles } from "../kernels/attention_fused.ts";
 
 /** Per-score operation counts of one kernel. */
 export interface OpCounts {
@@ -40,22 +48,57 @@ export interface OpCounts {
   rowStats: number;
   /** Global-memory floats read or written per score (the S×S scores round trips). */
   globalFloats: number;
+  /** Workgroup-memory floats read or written per score (staged K/V, softmax's score scratch). */
+  workgroupFloats: number;
 }
 
 /** Cost of each operation in FMA equivalents. */
 export interface OpCosts {
+  /** One multiply-add (the unit). */
   fma: number;
+  /** One `exp`. */
   exp: number;
+  /** One division. */
   div: number;
+  /** One other arithmetic op. */
   alu: number;
+  /** One float moved to or from global memory. */
   globalFloat: number;
+  /** One float moved to or from workgroup memory. */
+  workgroupFloat: number;
 }
 
 /** An 8-wide AVX2 CPU (software adapter); assumed weights, see the module doc. */
-export const SOFTWARE_COSTS: OpCosts = { fma: 1, exp: 12, div: 10, alu: 1, globalFloat: 1 };
+export const SOFTWARE_COSTS: OpCosts = {
+  fma: 1,
+  exp: 12,
+  div: 10,
+  alu: 1,
+  globalFloat: 1,
+  workgroupFloat: 8,
+};
 
-/** H100 SXM5 tensor cores vs CUDA cores, special functions and HBM (see the module doc). */
-export const H100_COSTS: OpCosts = { fma: 1, exp: 127, div: 134, alu: 7.4, globalFloat: 590 };
+/** WGSL on an H100-class GPU: FP32 units, special functions, HBM (see the module doc). */
+export const GPU_COSTS: OpCosts = {
+  fma: 1,
+  exp: 8,
+  div: 12,
+  alu: 1,
+  globalFloat: 40,
+  workgroupFloat: 1,
+};
+
+/** The four forward kernels the benchmarks compare, fused softmax (the baseline) first. */
+export const KERNELS: readonly {
+  name: ModelledKernel;
+  implementation: "fused" | "unfused";
+  activation: "softmax" | "sigmoid";
+}[] = [
+  { name: "fused softmax", implementation: "fused", activation: "softmax" },
+  { name: "fused sigmoid", implementation: "fused", activation: "sigmoid" },
+  { name: "unfused softmax", implementation: "unfused", activation: "softmax" },
+  { name: "unfused sigmoid", implementation: "unfused", activation: "sigmoid" },
+];
 
 /** The kernels the model covers. */
 export type ModelledKernel =
@@ -65,42 +108,76 @@ export type ModelledKernel =
   | "unfused sigmoid";
 
 /**
- * Per-score counts for head dim `D` and key tile `BK` (the fused kernels
- * rescale once per tile, so that work is amortised over `BK` scores).
+ * Per-score counts for head dim `D` and the fused kernels' tiles: softmax
+ * rescales once per key tile (amortised over `keys` scores), and each staged
+ * K/V float read serves `rowsPerLane` rows.
  */
-export function opCounts(kernel: ModelledKernel, D: number, BK: number): OpCounts {
+export function opCounts(kernel: ModelledKernel, D: number, tiles: FusedTiles): OpCounts {
+  const BK = tiles.keys;
   const D4 = Math.ceil(D / 4) * 4; // the kernels pad D to a multiple of 4
+  // Staged K and V: read once per R rows, written once per workgroup of lanes·R rows.
+  const staged = (2 * D4) / tiles.rowsPerLane + (2 * D4) / (tiles.lanes * tiles.rowsPerLane);
+  // The unfused matmul's 16×8 register block reads (16 + 8) / (16·8) tile floats per FMA.
+  const matmulStaged = 2 * D * (24 / 128);
   switch (kernel) {
     case "fused softmax": {
-      // max into the tile max, s − m, l += p, scratch store + load; per tile:
-      // exp(m_old − m), l·α and D multiplies of the accumulator.
+      // pass 1: mask select, max into the tile max; pass 2: mask compare and
+      // select, s − m, l += p (the scratch store and load are workgroup
+      // floats); per tile: exp(m_old − m), l·α and D multiplies of the accumulator.
       const rescale = (D4 + 1) / BK;
       return {
         fma: 2 * D4 + rescale,
         exp: 1 + 1 / BK,
         div: 0,
-        alu: 5,
-        rowStats: 5 + rescale + 1 / BK,
+        alu: 7,
+        rowStats: 7 + rescale + 1 / BK,
         globalFloats: 0,
+        workgroupFloats: staged + 2, // + the score's store to and load from scratch
       };
     }
     case "fused sigmoid":
-      // s + b, |x|, 1 + e, select; one division.
-      return { fma: 2 * D4, exp: 1, div: 1, alu: 4, rowStats: 0, globalFloats: 0 };
+      // |x|, x ≥ 0 and its select, 1 + e, the mask compare and select (b is
+      // the scores' starting value, free); one division.
+      return {
+        fma: 2 * D4,
+        exp: 1,
+        div: 1,
+        alu: 6,
+        rowStats: 0,
+        globalFloats: 0,
+        workgroupFloats: staged,
+      };
     case "unfused softmax":
       // QKᵀ writes s; the row kernel reads it three times (max, sum, normalise),
       // computes exp twice, writes p; P·V reads p.
-      return { fma: 2 * D, exp: 2, div: 0, alu: 4, rowStats: 4, globalFloats: 6 };
+      return {
+        fma: 2 * D,
+        exp: 2,
+        div: 0,
+        alu: 4,
+        rowStats: 4,
+        globalFloats: 6,
+        workgroupFloats: matmulStaged,
+      };
     case "unfused sigmoid":
       // QKᵀ writes s; σ reads and writes it; P·V reads p.
-      return { fma: 2 * D, exp: 1, div: 1, alu: 4, rowStats: 0, globalFloats: 4 };
+      return {
+        fma: 2 * D,
+        exp: 1,
+        div: 1,
+        alu: 4,
+        rowStats: 0,
+        globalFloats: 4,
+        workgroupFloats: matmulStaged,
+      };
   }
 }
 
 /** Predicted cost per score, in FMA equivalents. */
 export function opCost(counts: OpCounts, costs: OpCosts): number {
   return counts.fma * costs.fma + counts.exp * costs.exp + counts.div * costs.div +
-    counts.alu * costs.alu + counts.globalFloats * costs.globalFloat;
+    counts.alu * costs.alu + counts.globalFloats * costs.globalFloat +
+    counts.workgroupFloats * costs.workgroupFloat;
 }
 
 /** Predicted speed ratio `time(baseline) / time(kernel)` (> 1: kernel is faster). */
@@ -108,8 +185,36 @@ export function predictedSpeedup(
   kernel: ModelledKernel,
   baseline: ModelledKernel,
   D: number,
-  BK: number,
+  tiles: FusedTiles,
   costs: OpCosts,
 ): number {
-  return opCost(opCounts(baseline, D, BK), costs) / opCost(opCounts(kernel, D, BK), costs);
+  return opCost(opCounts(baseline, D, tiles), costs) / opCost(opCounts(kernel, D, tiles), costs);
+}
+
+/**
+ * The model as a Markdown table: per head dim and kernel, the per-score
+ * counts, the cost, and the speed ratios it predicts against fused softmax.
+ */
+export function opModelTable(
+  headDims: number[],
+  tilesFor: (headDim: number) => FusedTiles,
+  costs: OpCosts,
+): string {
+  const rows = [
+    "| D | kernel | FMA | exp | div | other ALU | row stats | workgroup floats | global floats | cost | predicted speed vs fused softmax |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const D of headDims) {
+    const tiles = tilesFor(D);
+    for (const { name: kernel } of KERNELS) {
+      const c = opCounts(kernel, D, tiles);
+      const ratio = predictedSpeedup(kernel, "fused softmax", D, tiles, costs);
+      rows.push(
+        `| ${D} | ${kernel} | ${c.fma.toFixed(1)} | ${c.exp.toFixed(2)} | ${c.div} | ${c.alu} | ` +
+          `${c.rowStats.toFixed(2)} | ${c.workgroupFloats.toFixed(1)} | ${c.globalFloats} | ` +
+          `${opCost(c, costs).toFixed(0)} | ${ratio.toFixed(2)}× |`,
+      );
+    }
+  }
+  return rows.join("\n");
 }

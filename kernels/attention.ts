@@ -144,13 +144,18 @@ export class AttentionPlan {
     const device = options.device ?? await getDevice();
     const bh = shape.batch * shape.heads;
     const scoreBytes = resolved.implementation === "unfused" ? bh * shape.seqLen ** 2 * 4 : 0;
-    checkDeviceFits(device, shape, resolved, Math.max(_tensorBytes(shape, "f32"), scoreBytes));
     if (resolved.implementation === "unfused" && resolved.precision === "f16") {
       throw new RangeError(
         'options.precision "f16" is available with implementation "fused" only; the unfused ' +
           'baseline runs in "f32"',
       );
     }
+    checkDeviceFits(
+      device,
+      shape,
+      resolved,
+      Math.max(_tensorBytes(shape, resolved.precision), scoreBytes),
+    );
     _assertDeviceAlive(device);
     const plan = new AttentionPlan(device, shape, resolved);
     try {
@@ -185,6 +190,16 @@ export class AttentionPlan {
         device.limits.maxComputeWorkgroupStorageSize,
         isSoftwareDevice(device),
       );
+      const rowBlocks = Math.ceil(S / (tiles.lanes * tiles.rowsPerLane));
+      if (rowBlocks > device.limits.maxComputeWorkgroupsPerDimension) {
+        throw new RangeError(
+          `shape.seqLen must be at most ${
+            device.limits.maxComputeWorkgroupsPerDimension * tiles.lanes * tiles.rowsPerLane
+          } on this device (one workgroup per ${
+            tiles.lanes * tiles.rowsPerLane
+          } query rows), got ${S}`,
+        );
+      }
       this.#fused = { pipeline: await fusedForwardPipeline(device, config, tiles), tiles };
       return;
     }
@@ -206,18 +221,26 @@ export class AttentionPlan {
     return buffer;
   }
 
+  /** Bytes of the `[B,H,S]` f32 row logsumexp. */
+  #lseBytes(): number {
+    return this.shape.batch * this.shape.heads * this.shape.seqLen * 4;
+  }
+
   /** Scratch for the row logsumexp when the caller does not ask for it. */
   #lse(): GPUBuffer {
-    if (!this.#lseScratch) {
-      const rows = this.shape.batch * this.shape.heads * this.shape.seqLen;
-      this.#lseScratch = this.#own(createStorageBuffer(this.device, rows * 4, "attention.lse"));
-    }
+    this.#lseScratch ??= this.#own(
+      createStorageBuffer(this.device, this.#lseBytes(), "attention.lse"),
+    );
     return this.#lseScratch;
   }
 
   /** Records the forward pass into `encoder`: reads q, k, v; writes out (and lse for softmax). */
   encodeForward(encoder: GPUCommandEncoder, buffers: AttentionBuffers): void {
     const { device, shape, options } = this;
+    for (const name of ["q", "k", "v", "out"] as const) {
+      _checkBuffer(`buffers.${name}`, buffers[name], this.tensorBytes);
+    }
+    if (buffers.lse) _checkBuffer("buffers.lse", buffers.lse, this.#lseBytes());
     const softmax = options.activation === "softmax";
     const lse = buffers.lse ?? (softmax ? this.#lse() : undefined);
     const bh = shape.batch * shape.heads;
@@ -259,6 +282,17 @@ export class AttentionPlan {
   }
 }
 
+function _checkBuffer(name: string, buffer: GPUBuffer, bytes: number): void {
+  if (!buffer || typeof buffer.size !== "number") {
+    throw new TypeError(`${name} must be a GPUBuffer of at least ${bytes} bytes`);
+  }
+  if (buffer.size < bytes) {
+    throw new RangeError(
+      `${name} must hold at least ${bytes} bytes, got a buffer of ${buffer.size}`,
+    );
+  }
+}
+
 function _bindGroup(
   device: GPUDevice,
   pipeline: GPUComputePipeline,
@@ -269,6 +303,17 @@ function _bindGroup(
     layout: pipeline.getBindGroupLayout(0),
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
+}
+
+/** Throws unless every value of `data` is finite in f16 (|x| ≤ 65504). */
+function _checkF16Range(name: string, data: Float32Array): void {
+  const at = data.findIndex((x) => !(Math.abs(x) <= 65504));
+  if (at >= 0) {
+    throw new RangeError(
+      `${name}[${at}] = ${data[at]} does not fit f16 (|x| ≤ 65504) with options.precision "f16"; ` +
+        'use "f32"',
+    );
+  }
 }
 
 /** Converts to the storage format of `precision`. */
@@ -308,7 +353,9 @@ export async function attention(
   checkTensor("q", q, shape);
   checkTensor("k", k, shape);
   checkTensor("v", v, shape);
-  resolveOptions(shape, options);
+  if (resolveOptions(shape, options).precision === "f16") {
+    for (const [name, x] of [["q", q], ["k", k], ["v", v]] as const) _checkF16Range(name, x);
+  }
   const plan = await AttentionPlan.create(shape, options);
   const { device } = plan;
   const { precision } = plan.options;
@@ -324,9 +371,14 @@ export async function attention(
     plan.encodeForward(encoder, { q: bq, k: bk, v: bv, out });
     device.queue.submit([encoder.finish()]);
     const bytes = await readBuffer(device, out, plan.tensorBytes);
-    return precision === "f16"
-      ? Float32Array.from(new Float16Array(bytes))
-      : new Float32Array(bytes);
+    if (precision === "f32") return new Float32Array(bytes);
+    const result = Float32Array.from(new Float16Array(bytes));
+    if (!result.every(Number.isFinite)) {
+      throw new RangeError(
+        'the attention output exceeds f16\'s range (65504) with options.precision "f16"; use "f32"',
+      );
+    }
+    return result;
   } finally {
     for (const buffer of buffers) buffer.destroy();
     plan.destroy();

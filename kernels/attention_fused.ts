@@ -138,16 +138,16 @@ function _each(n: number, body: (i: number) => string, indent: string): string {
  */
 function _scores(init: string, D4: number, R: number): string {
   const dots = (r: number) =>
-    `s4_${r} += vec4<f32>(dot(qi[${r}][d], k0), dot(qi[${r}][d], k1), dot(qi[${r}][d], k2), dot(qi[${r}][d], k3));`;
+    `s4_${r} += vec4<f32>(dot(qi[${r}][d], key0), dot(qi[${r}][d], key1), dot(qi[${r}][d], key2), dot(qi[${r}][d], key3));`;
   return `${_each(R, (r) => `var s4_${r} = vec4<f32>(${init});`, "      ")}
 ${
     _each(D4, (d) =>
       `{
         let d = ${d}u;
-        let k0 = kTile[j * D4 + d];
-        let k1 = kTile[(j + 1u) * D4 + d];
-        let k2 = kTile[(j + 2u) * D4 + d];
-        let k3 = kTile[(j + 3u) * D4 + d];
+        let key0 = kTile[j * D4 + d];
+        let key1 = kTile[(j + 1u) * D4 + d];
+        let key2 = kTile[(j + 2u) * D4 + d];
+        let key3 = kTile[(j + 3u) * D4 + d];
 ${_each(R, dots, "        ")}
       }`, "      ")
   }
@@ -158,14 +158,14 @@ ${_each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")
 /** WGSL: `acc[r] += Σ_c p4_r[c] · v_{j+c}` for each row r; each staged value vec4 read once. */
 function _accumulate(D4: number, R: number): string {
   const fma = (r: number) =>
-    `acc[${r}][d] += p4_${r}.x * v0 + p4_${r}.y * v1 + p4_${r}.z * v2 + p4_${r}.w * v3;`;
+    `acc[${r}][d] += p4_${r}.x * val0 + p4_${r}.y * val1 + p4_${r}.z * val2 + p4_${r}.w * val3;`;
   return _each(D4, (d) =>
     `{
         let d = ${d}u;
-        let v0 = vTile[j * D4 + d];
-        let v1 = vTile[(j + 1u) * D4 + d];
-        let v2 = vTile[(j + 2u) * D4 + d];
-        let v3 = vTile[(j + 3u) * D4 + d];
+        let val0 = vTile[j * D4 + d];
+        let val1 = vTile[(j + 1u) * D4 + d];
+        let val2 = vTile[(j + 2u) * D4 + d];
+        let val3 = vTile[(j + 3u) * D4 + d];
 ${_each(R, fma, "        ")}
       }`, "      ");
 }
@@ -361,7 +361,7 @@ ${
 `;
 }
 
-/** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.causal.d64`. */
+/** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.causal.d64.r8`. */
 export function fusedForwardLabel(config: FusedForwardConfig): string {
   return `attention.forward.${config.activation}${
     config.causal ? ".causal" : ""

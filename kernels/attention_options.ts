@@ -30,7 +30,11 @@ export interface AttentionOptions {
   scale?: number;
   /** Sigmoid bias b in `σ(s + b)`. Default `-Math.log(seqLen)`; ignored by softmax. */
   sigmoidBias?: number;
-  /** Storage precision. Default `"f32"`; `"f16"` needs the adapter's `shader-f16`. */
+  /**
+   * Storage precision. Default `"f32"`. `"f16"` stores q, k, v and the output
+   * as f16 (largest finite value 65504) and accumulates in f32; it needs the
+   * adapter's `shader-f16` and the fused implementation.
+   */
   precision?: "f32" | "f16";
   /** `"fused"` (tiled, no S×S buffer; default) or `"unfused"` (scores written out, the baseline). */
   implementation?: "fused" | "unfused";

@@ -21,8 +21,17 @@ export interface AttentionWorkload {
   destroy(): void;
 }
 
-/** Deterministic inputs in [-1, 1) (a fixed LCG), so every run times the same data. */
-function _inputs(length: number, seed: number): Float32Array {
+/**
+ * Deterministic inputs in [-1, 1) from a fixed LCG, so that every run times
+ * (or checks) the same data.
+ *
+ * @example
+ * ```ts
+ * import { seededInputs } from "@sigmax/sigmax";
+ * console.log(seededInputs(3, 1)); // the same three numbers on every machine
+ * ```
+ */
+export function seededInputs(length: number, seed: number): Float32Array {
   const out = new Float32Array(length);
   let x = seed >>> 0;
   for (let i = 0; i < length; i++) {
@@ -57,7 +66,7 @@ export async function attentionWorkload(
   const { device, tensorBytes } = plan;
   const length = tensorBytes / (plan.options.precision === "f16" ? 2 : 4);
   const upload = (seed: number) => {
-    const data = _inputs(length, seed);
+    const data = seededInputs(length, seed);
     return uploadBuffer(
       device,
       plan.options.precision === "f16" ? new Uint16Array(Float16Array.from(data).buffer) : data,

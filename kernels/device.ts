@@ -39,7 +39,8 @@ interface Runtime {
 }
 
 let _runtime: Promise<Runtime> | undefined;
-let _lostReason: string | undefined;
+/** Devices reported lost (any device, not only the shared one), with the reason. */
+const _lost = new WeakMap<GPUDevice, string>();
 
 /** Features sigmax asks for whenever the adapter offers them. */
 const _WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
@@ -103,7 +104,7 @@ async function _createRuntime(): Promise<Runtime> {
   };
   device.lost.then((lost) => {
     if (lost.reason === "destroyed") return;
-    _lostReason = `${lost.reason}: ${lost.message}`;
+    _lost.set(device, `${lost.reason}: ${lost.message}`);
     _runtime = undefined; // the next getDevice() asks for a fresh device
   });
   return runtime;
@@ -166,9 +167,10 @@ export function isSoftwareDevice(device: GPUDevice): boolean {
  * instead of letting the caller wait on work that will never finish.
  */
 export function _assertDeviceAlive(device: GPUDevice): void {
-  if (_lostReason !== undefined && device.label === "sigmax.device") {
+  const reason = _lost.get(device);
+  if (reason !== undefined) {
     throw new Error(
-      `The WebGPU device was lost (${_lostReason}). Results computed on it are ` +
+      `The WebGPU device was lost (${reason}). Results computed on it are ` +
         "gone; call getDevice() again to get a fresh device and rerun.",
     );
   }

@@ -167,3 +167,44 @@ Deno.test("attention() rejects an unfused S×S buffer over the device's limit, p
     device.destroy();
   }
 });
+
+Deno.test("attention() rejects f16 inputs outside f16's range instead of storing Inf", async () => {
+  const q = good();
+  q[7] = 70000;
+  await rejects(
+    () =>
+      attention(q, good(), good(), SHAPE, {
+        activation: "softmax",
+        precision: "f16",
+        device: untouchable,
+      }),
+    RangeError,
+    "q[7] = 70000 does not fit f16",
+  );
+});
+
+Deno.test("AttentionPlan.encodeForward() rejects buffers smaller than the shape", async () => {
+  const plan = await AttentionPlan.create(SHAPE, { activation: "softmax" });
+  const { device } = plan;
+  const usage = GPUBufferUsage.STORAGE;
+  const full = () => device.createBuffer({ size: plan.tensorBytes, usage });
+  const small = device.createBuffer({ size: plan.tensorBytes - 4, usage });
+  const buffers = { q: full(), k: full(), v: full(), out: small };
+  try {
+    assert.throws(
+      () => plan.encodeForward(device.createCommandEncoder(), buffers),
+      (error: Error) =>
+        error instanceof RangeError &&
+        /buffers\.out must hold at least 160 bytes/.test(error.message),
+    );
+    const lse = device.createBuffer({ size: 4, usage });
+    assert.throws(
+      () => plan.encodeForward(device.createCommandEncoder(), { ...buffers, out: full(), lse }),
+      (error: Error) =>
+        error instanceof RangeError &&
+        /buffers\.lse must hold at least 40 bytes/.test(error.message),
+    );
+  } finally {
+    plan.destroy();
+  }
+});

@@ -3,9 +3,13 @@ import {
   type Activation,
   attention,
   type AttentionOptions,
+  AttentionPlan,
   attentionReference,
   type AttentionShape,
+  getDevice,
 } from "../mod.ts";
+import { attentionReferenceWithLse } from "../kernels/attention_reference.ts";
+import { createStorageBuffer, readFloat32, uploadBuffer } from "../kernels/device.ts";
 import { assertClose, randn, TOL } from "./_helpers.ts";
 
 const ACTIVATIONS: Activation[] = ["softmax", "sigmoid"];
@@ -62,20 +66,22 @@ for (const implementation of IMPLEMENTATIONS) {
 }
 
 Deno.test("attention() handles extreme scores: no NaN or Inf, softmax exact, sigmoid saturates", async () => {
-  // S = D = 8, v = identity: out[i][j] is the weight w_ij itself.
-  const S = 8, D = 8;
+  // S = D = 64, v = identity: out[i][j] is the weight w_ij itself. 64 keys span several
+  // key tiles, so softmax's running max jumps by hundreds between tiles.
+  const S = 64, D = 64;
   const shape = { batch: 1, heads: 1, seqLen: S, headDim: D };
-  const q = randn(S * D, 7, 11); // |scale·q·k| reaches ~1e3 with scale 1
-  const k = randn(S * D, 8, 11);
+  const q = randn(S * D, 7, 5.5); // |scale·q·k| reaches ~1e3 with scale 1
+  const k = randn(S * D, 8, 5.5);
   const v = new Float32Array(S * D);
   for (let j = 0; j < S; j++) v[j * D + j] = 1;
+  const score = (i: number, j: number) => {
+    let s = 0;
+    for (let d = 0; d < D; d++) s += q[i * D + d] * k[j * D + d];
+    return s;
+  };
   let maxScore = 0;
   for (let i = 0; i < S; i++) {
-    for (let j = 0; j < S; j++) {
-      let s = 0;
-      for (let d = 0; d < D; d++) s += q[i * D + d] * k[j * D + d];
-      maxScore = Math.max(maxScore, Math.abs(s));
-    }
+    for (let j = 0; j < S; j++) maxScore = Math.max(maxScore, Math.abs(score(i, j)));
   }
   assert.ok(maxScore > 500 && maxScore < 2000, `test data reaches |s| ~ 1e3 (got ${maxScore})`);
   for (const implementation of IMPLEMENTATIONS) {
@@ -91,20 +97,78 @@ Deno.test("attention() handles extreme scores: no NaN or Inf, softmax exact, sig
           TOL.f32Forward,
         );
         if (activation === "sigmoid") {
-          // Every weight whose argument is far from 0 is exactly 0 or 1.
+          // Every weight whose argument is far from 0 is exactly 0 or 1 (σ(-104) is below
+          // f32's smallest subnormal).
+          let saturated = 0;
           for (let i = 0; i < S; i++) {
             for (let j = 0; j < S; j++) {
-              let s = 0;
-              for (let d = 0; d < D; d++) s += q[i * D + d] * k[j * D + d];
-              const arg = s - Math.log(S);
+              const arg = score(i, j) - Math.log(S);
               const w = got[i * D + j];
               if (causal && j > i) assert.equal(w, 0, `masked weight (${i},${j})`);
-              else if (arg > 100) assert.equal(w, 1, `σ(${arg}) must be exactly 1, got ${w}`);
-              else if (arg < -100) assert.equal(w, 0, `σ(${arg}) must be exactly 0, got ${w}`);
+              else if (arg > 104) assert.equal(w, 1, `σ(${arg}) must be exactly 1, got ${w}`);
+              else if (arg < -104) assert.equal(w, 0, `σ(${arg}) must be exactly 0, got ${w}`);
+              else continue;
+              saturated++;
             }
           }
+          assert.ok(saturated > S * S / 4, `most weights saturate (${saturated})`);
         }
       }
+    }
+  }
+});
+
+Deno.test("attention() handles head dims that end in a partial vec4", async () => {
+  let seed = 300;
+  for (const headDim of [2, 3, 35, 63]) {
+    for (const implementation of IMPLEMENTATIONS) {
+      for (const activation of ACTIVATIONS) {
+        await checkCase({ batch: 2, heads: 1, seqLen: 37, headDim }, {
+          activation,
+          causal: true,
+          implementation,
+        }, seed++);
+      }
+    }
+  }
+});
+
+Deno.test("AttentionPlan writes the softmax row logsumexp the backward pass needs", async () => {
+  const device = await getDevice();
+  for (const implementation of IMPLEMENTATIONS) {
+    for (const causal of [false, true]) {
+      const shape = { batch: 2, heads: 2, seqLen: 97, headDim: 33 };
+      const [q, k, v] = inputs(shape, causal ? 70 : 71);
+      const options: AttentionOptions = { activation: "softmax", causal, implementation };
+      const plan = await AttentionPlan.create(shape, options);
+      const rows = 2 * 2 * 97;
+      const buffers = {
+        q: uploadBuffer(device, q, "test.q"),
+        k: uploadBuffer(device, k, "test.k"),
+        v: uploadBuffer(device, v, "test.v"),
+        out: createStorageBuffer(device, plan.tensorBytes, "test.out"),
+        lse: createStorageBuffer(device, rows * 4, "test.lse"),
+      };
+      const encoder = device.createCommandEncoder();
+      plan.encodeForward(encoder, buffers);
+      device.queue.submit([encoder.finish()]);
+      const lse = await readFloat32(device, buffers.lse, rows);
+      const out = await readFloat32(device, buffers.out, q.length);
+      const ref = attentionReferenceWithLse(q, k, v, shape, options);
+      assertClose(
+        `lse ${implementation}${causal ? " causal" : ""} [2,2,97,33]`,
+        lse,
+        ref.lse,
+        TOL.f32Forward,
+      );
+      assertClose(
+        `out ${implementation}${causal ? " causal" : ""} [2,2,97,33]`,
+        out,
+        ref.out,
+        TOL.f32Forward,
+      );
+      for (const buffer of Object.values(buffers)) buffer.destroy();
+      plan.destroy();
     }
   }
 });
