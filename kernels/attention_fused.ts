@@ -57,10 +57,12 @@ export const FUSED_STORAGE_BUDGET = 16384;
  * are scarce and lanes are many. On a software adapter an invocation is one
  * lane of a CPU SIMD register and every read of workgroup memory is a slow
  * per-lane load, so each invocation owns R rows (16 lanes × R rows), and one
- * read of a staged key or value feeds R rows' multiply-adds. R·D/4 is kept
- * to 128 (R ≤ 8): the unrolled code grows with it, and so does compile time
- * (measured on llvmpipe at D = 64: R = 1 runs at 2 GFLOP/s, R = 4 at 6, R = 8
- * at 13, R = 16 at 17 but takes 23 s to compile).
+ * read of a staged key or value feeds R rows' multiply-adds. R is 8 up to
+ * D = 128 and 2 above: the unrolled code grows with R·D, and so does compile
+ * time. Measured on lavapipe, B=1 H=4 S=1024: at D = 64, R = 1 runs at 2
+ * GFLOP/s, R = 4 at 6, R = 8 at 13, R = 16 at 17 but takes 23 s to compile;
+ * at D = 128, R = 4 at 6.5 and R = 8 at 10, with 30–40 s to compile (once:
+ * Mesa caches compiled shaders on disk).
  */
 export function fusedTiles(
   activation: Activation,
@@ -70,7 +72,7 @@ export function fusedTiles(
 ): FusedTiles {
   const d4 = Math.ceil(headDim / 4);
   const lanes = software ? 16 : 64;
-  const rowsPerLane = software ? Math.max(1, Math.min(8, Math.floor(128 / d4))) : 1;
+  const rowsPerLane = software ? (d4 <= 32 ? 8 : 2) : 1;
   // K and V tiles: keys·d4 vec4<f32> each; softmax adds one f32 score per key and row.
   const rows = lanes * rowsPerLane;
   const bytesPerKey = 2 * d4 * 16 + (activation === "softmax" ? rows * 4 : 0);
