@@ -134,9 +134,7 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
       const mib = (4 * work.plan.tensorBytes) / 2 ** 20;
       log(
         `  fused sigmoid: ran in ${(ms / 1000).toFixed(1)} s ` +
-          `(${
-            (work.plan.forwardFlops / ms / 1e6).toFixed(2)
-          } GFLOP/s, first run, compile included); ` +
+          `(${(work.plan.forwardFlops / ms / 1e6).toFixed(2)} GFLOP/s, one run); ` +
           `global memory ${mib.toFixed(0)} MiB for q, k, v, out: O(S·D)`,
       );
     } finally {
