@@ -107,6 +107,8 @@ globalThis.addEventListener("unload", () => {
   lines.push(
     `model costs: ${software ? "software adapter" : "GPU (FP32 units)"} (bench/op_model.ts); ` +
       `adapter: ${description}`,
+    `times from GPU timestamps where the adapter has timestamp-query and they read sane values, ` +
+      `else submit to done; deno bench's table above is wall clock, submit to done`,
   );
   console.log(lines.join("\n"));
 });

@@ -99,6 +99,7 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
   );
   const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
   const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs);
+  const clocks = new Set<string>();
   for (const S of options.seqLens) {
     const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
     const ms: number[] = [];
@@ -106,6 +107,7 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     for (const kernel of KERNELS) {
       const t = await timeAttention(shape, kernel, { reps: options.reps });
       ms.push(t.msMedian);
+      clocks.add(t.clock === "timestamp" ? "GPU timestamps" : "wall clock (submit to done)");
       cells.push(`${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`.padStart(20));
     }
     const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
@@ -116,6 +118,7 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     );
   }
   log("  ratios are time(baseline)/time(kernel): above 1× the kernel is faster.");
+  log(`  timed with ${[...clocks].join(" and ")}; the model's prediction in brackets.`);
 
   if (options.long) {
     const S = 16384;

@@ -15,7 +15,11 @@ export interface AttentionWorkload {
   plan: AttentionPlan;
   /** The resident q, k, v and out buffers. */
   buffers: AttentionBuffers;
-  /** Submits one forward pass, waits for the GPU, and returns its wall time in ms. */
+  /**
+   * Submits one forward pass, waits for the GPU, and returns its time in ms:
+   * from GPU timestamps where the device has `timestamp-query` and they read
+   * sane values, else from submit to `onSubmittedWorkDone()`.
+   */
   run(): Promise<number>;
   /** Frees the buffers and the plan. */
   destroy(): void;
@@ -102,6 +106,8 @@ export interface AttentionTiming {
   gflops: number;
   /** Every timed run, in ms. */
   samples: number[];
+  /** Which clock timed the runs (see `GpuTiming.clock`). */
+  clock: "timestamp" | "wall";
 }
 
 /**
@@ -125,12 +131,13 @@ export async function timeAttention(
 ): Promise<AttentionTiming> {
   const work = await attentionWorkload(shape, options);
   try {
-    const { samples, msMedian, msMin, msMax } = await timeGpu(
+    const { samples, msMedian, msMin, msMax, clock } = await timeGpu(
       work.plan.device,
       (encoder) => work.plan.encodeForward(encoder, work.buffers),
       { warmup: timing.warmup ?? 1, reps: timing.reps },
     );
-    return { msMedian, msMin, msMax, gflops: work.plan.forwardFlops / msMedian / 1e6, samples };
+    const gflops = work.plan.forwardFlops / msMedian / 1e6;
+    return { msMedian, msMin, msMax, gflops, samples, clock };
   } finally {
     work.destroy();
   }

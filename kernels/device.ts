@@ -322,13 +322,20 @@ export function gpuDone(device: GPUDevice): Promise<void> {
 
 /** Timings of repeated GPU work, in milliseconds. */
 export interface GpuTiming {
+  /** Median of the timed runs. */
   msMedian: number;
+  /** Fastest timed run. */
   msMin: number;
+  /** Slowest timed run. */
   msMax: number;
   /** Every timed run, in order. */
   samples: number[];
-  /** `"wall"`: submit → onSubmittedWorkDone, as DESIGN.md measures. */
-  clock: "wall";
+  /**
+   * `"timestamp"`: GPU timestamps around the work (where the device has
+   * `timestamp-query` and every run read sane values); `"wall"`: submit →
+   * `onSubmittedWorkDone()`, which also counts the queue's own latency.
+   */
+  clock: "timestamp" | "wall";
 }
 
 /** Options of {@linkcode timeGpu}. */
@@ -339,10 +346,90 @@ export interface TimeGpuOptions {
   reps?: number;
 }
 
+/** One submission's times: wall clock always, GPU timestamps where they read sane values. */
+export interface SubmitTime {
+  /** Submit → `onSubmittedWorkDone()`, ms. */
+  wallMs: number;
+  /** End-of-work minus start-of-work GPU timestamps, ms; undefined without `timestamp-query` or when the values are not sane. */
+  gpuMs?: number;
+}
+
+/** Query set and buffers for one pair of timestamps, made once per device. */
+interface _Timestamps {
+  querySet: GPUQuerySet;
+  resolve: GPUBuffer;
+  readback: GPUBuffer;
+}
+const _timestamps = new WeakMap<GPUDevice, _Timestamps>();
+
+function _timestampsFor(device: GPUDevice): _Timestamps | undefined {
+  if (!device.features.has("timestamp-query")) return undefined;
+  let t = _timestamps.get(device);
+  if (!t) {
+    t = {
+      querySet: device.createQuerySet({ label: "sigmax.timestamps", type: "timestamp", count: 2 }),
+      resolve: device.createBuffer({
+        label: "sigmax.timestamps.resolve",
+        size: 16,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      }),
+      readback: device.createBuffer({
+        label: "sigmax.timestamps.readback",
+        size: 16,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
+    };
+    _timestamps.set(device, t);
+  }
+  return t;
+}
+
+/**
+ * Records work with `encode`, submits it and waits for it. Where the device
+ * has `timestamp-query`, empty compute passes before and after the work write
+ * GPU timestamps; a reading is kept only if it is positive and no longer than
+ * the wall-clock time.
+ */
+export async function measureSubmit(
+  device: GPUDevice,
+  encode: (encoder: GPUCommandEncoder) => void,
+): Promise<SubmitTime> {
+  const ts = _timestampsFor(device);
+  const encoder = device.createCommandEncoder({ label: "sigmax.timed" });
+  if (ts) {
+    encoder.beginComputePass({
+      label: "sigmax.timestamp.start",
+      timestampWrites: { querySet: ts.querySet, beginningOfPassWriteIndex: 0 },
+    }).end();
+  }
+  encode(encoder);
+  if (ts) {
+    encoder.beginComputePass({
+      label: "sigmax.timestamp.end",
+      timestampWrites: { querySet: ts.querySet, endOfPassWriteIndex: 1 },
+    }).end();
+    encoder.resolveQuerySet(ts.querySet, 0, 2, ts.resolve, 0);
+    encoder.copyBufferToBuffer(ts.resolve, 0, ts.readback, 0, 16);
+  }
+  const commands = encoder.finish();
+  const t0 = performance.now();
+  device.queue.submit([commands]);
+  await gpuDone(device);
+  const wallMs = performance.now() - t0;
+  if (!ts) return { wallMs };
+  await _orLost(device, ts.readback.mapAsync(GPUMapMode.READ));
+  const [start, end] = new BigInt64Array(ts.readback.getMappedRange().slice(0));
+  ts.readback.unmap();
+  const gpuMs = Number(end - start) / 1e6;
+  return gpuMs > 0 && gpuMs <= wallMs ? { wallMs, gpuMs } : { wallMs };
+}
+
 /**
  * Times GPU work the way DESIGN.md says: warm up, then the median of at least
- * five runs, each measured from submit to `queue.onSubmittedWorkDone()`.
- * `encode` records the work into the encoder it is given.
+ * five runs. Each run is measured with GPU timestamps where the device has
+ * `timestamp-query` and every run read sane values, otherwise from submit to
+ * `queue.onSubmittedWorkDone()`. `encode` records the work into the encoder
+ * it is given.
  */
 export async function timeGpu(
   device: GPUDevice,
@@ -351,28 +438,24 @@ export async function timeGpu(
 ): Promise<GpuTiming> {
   const warmup = options.warmup ?? 2;
   const reps = Math.max(5, options.reps ?? 5);
-  const run = () => timeSubmit(device, encode);
-  for (let i = 0; i < warmup; i++) await run();
-  const samples: number[] = [];
-  for (let i = 0; i < reps; i++) samples.push(await run());
-  return { ...summarize(samples), samples, clock: "wall" };
+  for (let i = 0; i < warmup; i++) await measureSubmit(device, encode);
+  const runs: SubmitTime[] = [];
+  for (let i = 0; i < reps; i++) runs.push(await measureSubmit(device, encode));
+  const timestamps = runs.every((r) => r.gpuMs !== undefined);
+  const samples = runs.map((r) => timestamps ? r.gpuMs! : r.wallMs);
+  return { ...summarize(samples), samples, clock: timestamps ? "timestamp" : "wall" };
 }
 
 /**
- * Records work with `encode`, submits it, and returns the milliseconds from
- * submit until the GPU reports it done.
+ * Runs work once with {@linkcode measureSubmit} and returns its milliseconds:
+ * the GPU timestamps' reading where it is sane, else the wall clock.
  */
 export async function timeSubmit(
   device: GPUDevice,
   encode: (encoder: GPUCommandEncoder) => void,
 ): Promise<number> {
-  const encoder = device.createCommandEncoder({ label: "sigmax.timed" });
-  encode(encoder);
-  const commands = encoder.finish();
-  const t0 = performance.now();
-  device.queue.submit([commands]);
-  await gpuDone(device);
-  return performance.now() - t0;
+  const { wallMs, gpuMs } = await measureSubmit(device, encode);
+  return gpuMs ?? wallMs;
 }
 
 /** Median, minimum and maximum of a list of numbers. */
