@@ -26,8 +26,10 @@ demo options:
   DEMO_DEFAULTS.seqLens.join(",")
 })
   --heads N         heads H (default ${DEMO_DEFAULTS.heads}); batch is 1
-  --head-dim N      head dimension D, 1..256 (default ${DEMO_DEFAULTS.headDim})
-  --reps N          timed runs per kernel, at least 5 (default ${DEMO_DEFAULTS.reps})
+  --head-dims LIST  head dimensions D (1..256) to time, comma-separated (default ${
+  DEMO_DEFAULTS.headDims.join(",")
+})
+  --reps N          timed rounds (each runs every kernel once), at least 5 (default ${DEMO_DEFAULTS.reps})
   --no-long         skip the S=16384 long-context run
   -h, --help        show this help
 
@@ -52,7 +54,7 @@ async function main(args: string[]): Promise<number> {
     options: {
       "seq-lens": { type: "string" },
       heads: { type: "string" },
-      "head-dim": { type: "string" },
+      "head-dims": { type: "string" },
       reps: { type: "string" },
       "no-long": { type: "boolean" },
       gpu: { type: "boolean" },
@@ -72,8 +74,10 @@ async function main(args: string[]): Promise<number> {
         options.seqLens = values["seq-lens"].split(",").map((s) => positiveInt("seq-lens", s));
       }
       if (values.heads !== undefined) options.heads = positiveInt("heads", values.heads);
-      if (values["head-dim"] !== undefined) {
-        options.headDim = positiveInt("head-dim", values["head-dim"], 256);
+      if (values["head-dims"] !== undefined) {
+        options.headDims = values["head-dims"].split(",").map((s) =>
+          positiveInt("head-dims", s, 256)
+        );
       }
       if (values.reps !== undefined) options.reps = Math.max(5, positiveInt("reps", values.reps));
       if (values["no-long"]) options.long = false;
@@ -101,7 +105,8 @@ async function main(args: string[]): Promise<number> {
 
 if (import.meta.main) {
   try {
-    Deno.exit(await main(Deno.args));
+    // `deno task demo -- --reps 9` passes the "--" through: drop it.
+    Deno.exit(await main(Deno.args.filter((arg) => arg !== "--")));
   } catch (error) {
     if (
       error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")

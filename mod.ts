@@ -40,6 +40,7 @@ export {
   type AttentionTiming,
   type AttentionWorkload,
   attentionWorkload,
+  compareAttention,
   seededInputs,
   timeAttention,
 } from "./kernels/attention_timing.ts";

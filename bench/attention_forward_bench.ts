@@ -15,9 +15,9 @@ import {
   type AttentionWorkload,
   attentionWorkload,
   getDevice,
+  seededInputs,
 } from "../mod.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
-import { isSoftwareDevice } from "../kernels/device.ts";
 import {
   GPU_COSTS,
   KERNELS,
@@ -25,7 +25,8 @@ import {
   predictedSpeedup,
   SOFTWARE_COSTS,
 } from "./op_model.ts";
-import { summarize } from "../kernels/device.ts";
+import { isSoftwareDevice, summarize, timeSubmit, uploadBuffer } from "../kernels/device.ts";
+import { MatmulPlan, type MatmulShape } from "../kernels/matmul.ts";
 
 // What the model needs to know about the adapter: tiles and cost table.
 const device = await getDevice();
@@ -76,6 +77,41 @@ for (const { seqLen, headDim, causal } of GROUPS) {
   }
 }
 
+/**
+ * The roofline: sigmax's matmul at the unfused path's two shapes (batch 4),
+ * on resident buffers, timed like the kernels above.
+ */
+const ROOFLINE: { name: string; shape: MatmulShape }[] = [
+  { name: "matmul Q·Kᵀ 1024×1024×64", shape: { batch: 4, m: 1024, n: 1024, k: 64, transB: true } },
+  { name: "matmul P·V 1024×64×1024", shape: { batch: 4, m: 1024, n: 64, k: 1024 } },
+];
+const roofline = new Map<string, { ms: number[]; flops: number }>();
+for (const { name, shape } of ROOFLINE) {
+  let run: (() => Promise<number>) | undefined;
+  Deno.bench({
+    name,
+    group: "roofline: matmul, batch 4",
+    n: 5,
+    warmup: 1,
+    async fn(b) {
+      if (!run) {
+        const plan = await MatmulPlan.create(device, shape);
+        const { batch, m, n, k } = shape;
+        const [a, bb, c] = [m * k, k * n, m * n].map((size) =>
+          uploadBuffer(device, seededInputs(batch * size, size), "bench.matmul")
+        );
+        run = () => timeSubmit(device, (encoder) => plan.encode(encoder, a, bb, c));
+        await run(); // compile outside the timed region
+        roofline.set(name, { ms: [], flops: plan.flops });
+      }
+      b.start();
+      const ms = await run();
+      b.end();
+      roofline.get(name)!.ms.push(ms);
+    },
+  });
+}
+
 globalThis.addEventListener("unload", () => {
   if (![...samples.values()].some((g) => g.size)) return;
   const lines = [
@@ -103,6 +139,9 @@ globalThis.addEventListener("unload", () => {
           pair("fused softmax", "unfused softmax").padStart(21)
         }   ${pair("fused sigmoid", "unfused sigmoid").padStart(21)}`,
     );
+  }
+  for (const [name, { ms, flops }] of roofline) {
+    lines.push(`roofline: ${name}: ${(flops / summarize(ms).msMedian / 1e6).toFixed(2)} GFLOP/s`);
   }
   lines.push(
     `model costs: ${software ? "software adapter" : "GPU (FP32 units)"} (bench/op_model.ts); ` +

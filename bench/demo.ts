@@ -12,9 +12,9 @@ import {
   attentionReference,
   type AttentionShape,
   attentionWorkload,
+  compareAttention,
   getDevice,
   seededInputs,
-  timeAttention,
 } from "../mod.ts";
 import { isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
@@ -24,18 +24,18 @@ import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model
 export interface DemoOptions {
   seqLens: number[];
   heads: number;
-  headDim: number;
+  headDims: number[];
   reps: number;
   /** Run the S = 16384 long-context check. */
   long: boolean;
 }
 
-/** Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 5 timed runs, long-context check on. */
+/** Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 10 timed rounds, long-context check on. */
 export const DEMO_DEFAULTS: DemoOptions = {
   seqLens: [256, 512, 1024],
   heads: 4,
-  headDim: 64,
-  reps: 5,
+  headDims: [64],
+  reps: 10,
   long: true,
 };
 
@@ -82,40 +82,37 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     log(`  [${B},${H},${S},${D}]${causal ? " causal" : "       "}  ${cells.join("  ")}`);
   }
 
-  const { heads: H, headDim: D } = options;
+  const H = options.heads;
+  const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
   log(
-    `\nforward time, B=1 H=${H} D=${D}, median of ${options.reps} runs (ms and GFLOP/s, 4·B·H·S²·D FLOPs):`,
+    `\nforward time, B=1 H=${H}: kernels interleaved, median of ${options.reps} rounds ` +
+      "(ms and GFLOP/s, 4·B·H·S²·D FLOPs)",
   );
-  const header = ["S", ...KERNELS.map((k) => `${k.implementation} ${k.activation}`)];
   log(
-    "  " + header.map((h, i) => i ? h.padStart(20) : h.padStart(6)).join("") +
+    "       D       S" + KERNELS.map((k) => k.name.padStart(20)).join("") +
       "  sig/soft fused (model)  fused/unfused soft  sig",
   );
-  const tiles = fusedTiles(
-    "softmax",
-    D,
-    report.limits.maxComputeWorkgroupStorageSize,
-    software,
-  );
-  const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
-  const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs);
   const clocks = new Set<string>();
-  for (const S of options.seqLens) {
-    const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
-    const ms: number[] = [];
-    const cells: string[] = [];
-    for (const kernel of KERNELS) {
-      const t = await timeAttention(shape, kernel, { reps: options.reps });
-      ms.push(t.msMedian);
-      clocks.add(t.clock === "timestamp" ? "GPU timestamps" : "wall clock (submit to done)");
-      cells.push(`${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`.padStart(20));
+  for (const D of options.headDims) {
+    const tiles = fusedTiles("softmax", D, report.limits.maxComputeWorkgroupStorageSize, software);
+    const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs);
+    for (const S of options.seqLens) {
+      const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
+      const times = await compareAttention(shape, [...KERNELS], { reps: options.reps });
+      const ms = times.map((t) => t.msMedian);
+      for (const t of times) {
+        clocks.add(t.clock === "timestamp" ? "GPU timestamps" : "wall clock (submit to done)");
+      }
+      const cells = times.map((t) => `${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`);
+      const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+      log(
+        `  ${String(D).padStart(6)}${String(S).padStart(8)}${
+          cells.map((c) => c.padStart(20)).join("")
+        }` +
+          `  ${ratio(ms[0], ms[1]).padStart(8)} (${model.toFixed(2)}×)` +
+          `  ${ratio(ms[2], ms[0]).padStart(14)}  ${ratio(ms[3], ms[1]).padStart(6)}`,
+      );
     }
-    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-    log(
-      `  ${String(S).padStart(6)}${cells.join("")}  ${ratio(ms[0], ms[1]).padStart(8)} (${
-        model.toFixed(2)
-      }×)  ${ratio(ms[2], ms[0]).padStart(14)}  ${ratio(ms[3], ms[1]).padStart(6)}`,
-    );
   }
   log("  ratios are time(baseline)/time(kernel): above 1× the kernel is faster.");
   log(`  timed with ${[...clocks].join(" and ")}; the model's prediction in brackets.`);
@@ -125,7 +122,12 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     const shape = { batch: 1, heads: 1, seqLen: S, headDim: 32 };
     log(`\nlong context, S=${S} H=1 D=32:`);
     try {
-      await timeAttention(shape, { activation: "sigmoid", implementation: "unfused" });
+      const unfused = await attentionWorkload(shape, {
+        activation: "sigmoid",
+        implementation: "unfused",
+      });
+      await unfused.run();
+      unfused.destroy();
       log("  unfused: ran (this adapter has room for the S×S scores)");
     } catch (error) {
       log(`  unfused: refused: ${(error as Error).message}`);

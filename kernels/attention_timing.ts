@@ -7,7 +7,15 @@
 
 import type { AttentionOptions, AttentionShape } from "./attention_options.ts";
 import { type AttentionBuffers, AttentionPlan } from "./attention.ts";
-import { createStorageBuffer, timeGpu, timeSubmit, uploadBuffer } from "./device.ts";
+import {
+  createStorageBuffer,
+  measureSubmit,
+  type SubmitTime,
+  summarize,
+  timeGpu,
+  timeSubmit,
+  uploadBuffer,
+} from "./device.ts";
 
 /** One attention call ready to run again and again on resident buffers. */
 export interface AttentionWorkload {
@@ -140,5 +148,55 @@ export async function timeAttention(
     return { msMedian, msMin, msMax, gflops, samples, clock };
   } finally {
     work.destroy();
+  }
+}
+
+/**
+ * Times several variants of the same attention call (say softmax against
+ * sigmoid, fused against unfused) interleaved: each round runs every variant
+ * once, in turn, so that a slow patch of a noisy machine hits them all alike.
+ * After `warmup` untimed rounds, `reps` (at least 5) timed rounds; returns
+ * one {@linkcode AttentionTiming} per variant, in order.
+ *
+ * @example
+ * ```ts
+ * import { compareAttention } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 2, seqLen: 128, headDim: 32 };
+ * const [soft, sig] = await compareAttention(shape, [
+ *   { activation: "softmax" },
+ *   { activation: "sigmoid" },
+ * ]);
+ * console.log(`sigmoid/softmax speed: ${(soft.msMedian / sig.msMedian).toFixed(2)}×`);
+ * ```
+ */
+export async function compareAttention(
+  shape: AttentionShape,
+  variants: AttentionOptions[],
+  timing: { warmup?: number; reps?: number } = {},
+): Promise<AttentionTiming[]> {
+  const works: AttentionWorkload[] = [];
+  try {
+    for (const options of variants) works.push(await attentionWorkload(shape, options));
+    const runs = works.map(() => [] as SubmitTime[]);
+    const reps = Math.max(5, timing.reps ?? 5);
+    for (let round = -(timing.warmup ?? 1); round < reps; round++) {
+      for (const [i, work] of works.entries()) {
+        const t = await measureSubmit(
+          work.plan.device,
+          (encoder) => work.plan.encodeForward(encoder, work.buffers),
+        );
+        if (round >= 0) runs[i].push(t);
+      }
+    }
+    // One clock for all: timestamps only if every run of every variant read sane values.
+    const timestamps = runs.every((r) => r.every((t) => t.gpuMs !== undefined));
+    return runs.map((r, i) => {
+      const samples = r.map((t) => timestamps ? t.gpuMs! : t.wallMs);
+      const stats = summarize(samples);
+      const gflops = works[i].plan.forwardFlops / stats.msMedian / 1e6;
+      return { ...stats, gflops, samples, clock: timestamps ? "timestamp" : "wall" };
+    });
+  } finally {
+    for (const work of works) work.destroy();
   }
 }

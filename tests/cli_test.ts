@@ -29,7 +29,10 @@ Deno.test("cli rejects unknown commands and bad flags with exit code 2", async (
   for (
     const [args, message] of [
       [["bogus"], /unknown command "bogus"/],
-      [["demo", "--head-dim", "300"], /--head-dim must be an integer from 1 to 256, got "300"/],
+      [
+        ["demo", "--head-dims", "64,300"],
+        /--head-dims must be an integer from 1 to 256, got "300"/,
+      ],
       [["demo", "--seq-lens", "256,abc"], /--seq-lens must be an integer/],
       [["demo", "--frobnicate"], /frobnicate/],
     ] as const
