@@ -34,7 +34,11 @@ export {
   attentionFlops,
   AttentionPlan,
 } from "./kernels/attention.ts";
-export { attentionReference } from "./kernels/attention_reference.ts";
+export {
+  attentionBackwardReference,
+  type AttentionGradients,
+  attentionReference,
+} from "./kernels/attention_reference.ts";
 export { type AdapterReport, adapterReport, getDevice } from "./kernels/device.ts";
 export {
   type AttentionTiming,

@@ -27,6 +27,133 @@ export function sigmoid(x: number): number {
   return x >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 
+/** The numbers a reference needs, read off `shape` and the resolved options. */
+export interface _Problem {
+  BH: number;
+  S: number;
+  D: number;
+  softmax: boolean;
+  causal: boolean;
+  scale: number;
+  bias: number;
+}
+
+/** Checks `shape` and `options` and reads off what the references need. */
+export function _problem(shape: AttentionShape, options: AttentionOptions): _Problem {
+  checkShape(shape);
+  const o = resolveOptions(shape, options);
+  return {
+    BH: shape.batch * shape.heads,
+    S: shape.seqLen,
+    D: shape.headDim,
+    softmax: o.activation === "softmax",
+    causal: o.causal,
+    scale: o.scale,
+    bias: o.sigmoidBias,
+  };
+}
+
+/**
+ * The attention weights of query row `i` of the head starting at element
+ * `base`: `w[j]` for the visible keys `j < keys` (f64). Returns `keys` and,
+ * for softmax, the row logsumexp (0 for sigmoid).
+ */
+function _rowWeights(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  base: number,
+  i: number,
+  p: _Problem,
+  w: Float64Array,
+): { keys: number; lse: number } {
+  const { S, D } = p;
+  const keys = p.causal ? i + 1 : S;
+  const qi = base + i * D;
+  for (let j = 0; j < keys; j++) {
+    const kj = base + j * D;
+    let dot = 0;
+    for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
+    w[j] = p.scale * dot;
+  }
+  if (!p.softmax) {
+    for (let j = 0; j < keys; j++) w[j] = sigmoid(w[j] + p.bias);
+    return { keys, lse: 0 };
+  }
+  let m = -Infinity;
+  for (let j = 0; j < keys; j++) m = Math.max(m, w[j]);
+  let l = 0;
+  for (let j = 0; j < keys; j++) l += w[j] = Math.exp(w[j] - m);
+  for (let j = 0; j < keys; j++) w[j] /= l;
+  return { keys, lse: m + Math.log(l) };
+}
+
+/** The forward pass in f64 on any numeric arrays (the finite-difference tests feed it f64). */
+export function _forwardF64(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  p: _Problem,
+): { out: Float64Array; lse: Float64Array } {
+  const { BH, S, D } = p;
+  const out = new Float64Array(BH * S * D);
+  const lse = new Float64Array(BH * S);
+  const w = new Float64Array(S);
+  for (let bh = 0; bh < BH; bh++) {
+    const base = bh * S * D;
+    for (let i = 0; i < S; i++) {
+      const row = _rowWeights(q, k, base, i, p, w);
+      lse[bh * S + i] = row.lse;
+      const oi = base + i * D;
+      for (let j = 0; j < row.keys; j++) {
+        const vj = base + j * D;
+        for (let d = 0; d < D; d++) out[oi + d] += w[j] * v[vj + d];
+      }
+    }
+  }
+  return { out, lse };
+}
+
+/** The backward pass in f64 on any numeric arrays: gradients of `Σ dOut ∘ out`. */
+export function _backwardF64(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  dOut: ArrayLike<number>,
+  p: _Problem,
+): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+  const { BH, S, D, scale } = p;
+  const [dq, dk, dv] = [0, 1, 2].map(() => new Float64Array(BH * S * D));
+  const w = new Float64Array(S);
+  const dS = new Float64Array(S);
+  for (let bh = 0; bh < BH; bh++) {
+    const base = bh * S * D;
+    for (let i = 0; i < S; i++) {
+      const { keys } = _rowWeights(q, k, base, i, p, w);
+      const oi = base + i * D;
+      // dP_ij = dO_i · v_j; softmax needs D_i = Σ_j P_ij dP_ij (= dO_i · O_i).
+      let rowTerm = 0;
+      for (let j = 0; j < keys; j++) {
+        const vj = base + j * D;
+        let dp = 0;
+        for (let d = 0; d < D; d++) dp += dOut[oi + d] * v[vj + d];
+        dS[j] = dp;
+        rowTerm += w[j] * dp;
+      }
+      for (let j = 0; j < keys; j++) {
+        // softmax: dS = P ∘ (dP − D_i); sigmoid: dS = dP ∘ σ(1 − σ).
+        dS[j] = p.softmax ? w[j] * (dS[j] - rowTerm) : dS[j] * w[j] * (1 - w[j]);
+        const kj = base + j * D;
+        for (let d = 0; d < D; d++) {
+          dq[oi + d] += scale * dS[j] * k[kj + d];
+          dk[kj + d] += scale * dS[j] * q[oi + d];
+          dv[kj + d] += w[j] * dOut[oi + d];
+        }
+      }
+    }
+  }
+  return { dq, dk, dv };
+}
+
 /** Reference forward pass returning the output and the row logsumexp. */
 export function attentionReferenceWithLse(
   q: Float32Array,
@@ -35,52 +162,12 @@ export function attentionReferenceWithLse(
   shape: AttentionShape,
   options: AttentionOptions,
 ): ReferenceForward {
-  checkShape(shape);
+  const p = _problem(shape, options);
   checkTensor("q", q, shape);
   checkTensor("k", k, shape);
   checkTensor("v", v, shape);
-  const { activation, causal, scale, sigmoidBias } = resolveOptions(shape, options);
-  const { seqLen: S, headDim: D } = shape;
-  const BH = shape.batch * shape.heads;
-  const out = new Float32Array(BH * S * D);
-  const lse = new Float32Array(BH * S);
-  const s = new Float64Array(S); // one row of scores
-  const acc = new Float64Array(D);
-  for (let bh = 0; bh < BH; bh++) {
-    const base = bh * S * D;
-    for (let i = 0; i < S; i++) {
-      const keys = causal ? i + 1 : S; // keys j < keys are visible to query i
-      const qi = base + i * D;
-      for (let j = 0; j < keys; j++) {
-        const kj = base + j * D;
-        let dot = 0;
-        for (let d = 0; d < D; d++) dot += q[qi + d] * k[kj + d];
-        s[j] = scale * dot;
-      }
-      acc.fill(0);
-      if (activation === "softmax") {
-        let m = -Infinity;
-        for (let j = 0; j < keys; j++) m = Math.max(m, s[j]);
-        let l = 0;
-        for (let j = 0; j < keys; j++) {
-          const p = Math.exp(s[j] - m);
-          l += p;
-          const vj = base + j * D;
-          for (let d = 0; d < D; d++) acc[d] += p * v[vj + d];
-        }
-        for (let d = 0; d < D; d++) out[qi + d] = acc[d] / l;
-        lse[bh * S + i] = m + Math.log(l);
-      } else {
-        for (let j = 0; j < keys; j++) {
-          const p = sigmoid(s[j] + sigmoidBias);
-          const vj = base + j * D;
-          for (let d = 0; d < D; d++) acc[d] += p * v[vj + d];
-        }
-        for (let d = 0; d < D; d++) out[qi + d] = acc[d];
-      }
-    }
-  }
-  return { out, lse };
+  const { out, lse } = _forwardF64(q, k, v, p);
+  return { out: Float32Array.from(out), lse: Float32Array.from(lse) };
 }
 
 /**
@@ -105,4 +192,48 @@ export function attentionReference(
   options: AttentionOptions,
 ): Float32Array {
   return attentionReferenceWithLse(q, k, v, shape, options).out;
+}
+
+/** Gradients of an attention call with respect to its inputs. */
+export interface AttentionGradients {
+  /** `[B,H,S,D]` gradient with respect to q. */
+  dq: Float32Array;
+  /** `[B,H,S,D]` gradient with respect to k. */
+  dk: Float32Array;
+  /** `[B,H,S,D]` gradient with respect to v. */
+  dv: Float32Array;
+}
+
+/**
+ * Gradients of attention in plain TypeScript with f64 sums: given `dOut`
+ * (`[B,H,S,D]`, the gradient of a loss with respect to the output), returns
+ * the gradients with respect to q, k and v. Softmax: `dS = P ∘ (dP − D)` with
+ * `D_i = dO_i · O_i`; sigmoid: `dS = dP ∘ σ(1 − σ)`; then `dV = Pᵀ·dO`,
+ * `dK = scale · dSᵀ·Q`, `dQ = scale · dS·K`. Masked weights get no gradient.
+ *
+ * @example
+ * ```ts
+ * import { attentionBackwardReference } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 1, seqLen: 3, headDim: 2 };
+ * const x = new Float32Array([1, 0, 0, 1, 1, 1]);
+ * const dOut = new Float32Array([1, 1, 1, 1, 1, 1]);
+ * const { dq, dk, dv } = attentionBackwardReference(x, x, x, dOut, shape, { activation: "sigmoid" });
+ * console.log(dq.length, dk.length, dv.length); // 6 6 6
+ * ```
+ */
+export function attentionBackwardReference(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  dOut: Float32Array,
+  shape: AttentionShape,
+  options: AttentionOptions,
+): AttentionGradients {
+  const p = _problem(shape, options);
+  checkTensor("q", q, shape);
+  checkTensor("k", k, shape);
+  checkTensor("v", v, shape);
+  checkTensor("dOut", dOut, shape);
+  const { dq, dk, dv } = _backwardF64(q, k, v, dOut, p);
+  return { dq: Float32Array.from(dq), dk: Float32Array.from(dk), dv: Float32Array.from(dv) };
 }
