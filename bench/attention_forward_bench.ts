@@ -1,10 +1,11 @@
 /**
  * `deno bench` for the attention forward pass: per shape group, fused softmax
  * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid.
- * Each iteration is timed from submit to `onSubmittedWorkDone()`. When the
- * run ends it prints GFLOP/s (FlashAttention's FLOP count) and, per group,
- * the measured speed ratios beside those the operation-count model
- * (bench/op_model.ts) predicts.
+ * deno bench's own table times each iteration by wall clock. When the run
+ * ends a summary gives each kernel's GFLOP/s (FlashAttention's FLOP count)
+ * from GPU timestamps (where the adapter has them; deno bench's warmup
+ * iteration left out) and, per group, the measured speed ratios beside those
+ * the operation-count model (bench/op_model.ts) predicts.
  *
  *     deno task bench bench/attention_forward_bench.ts
  */
@@ -126,7 +127,8 @@ globalThis.addEventListener("unload", () => {
     const group = `B=1 H=4 S=${seqLen} D=${headDim}${causal ? " causal" : ""}`;
     const g = samples.get(group)!;
     if (g.size < KERNELS.length) continue;
-    const ms = (k: ModelledKernel) => summarize(g.get(k)!.ms).msMedian;
+    // The first sample is deno bench's warmup iteration.
+    const ms = (k: ModelledKernel) => summarize(g.get(k)!.ms.slice(1)).msMedian;
     const gflops = (k: ModelledKernel) => g.get(k)!.flops / ms(k) / 1e6;
     const cell = (k: ModelledKernel) => `${gflops(k).toFixed(2)} GFLOP/s`.padStart(17);
     const pair = (kernel: ModelledKernel, baseline: ModelledKernel) => {
@@ -141,7 +143,8 @@ globalThis.addEventListener("unload", () => {
     );
   }
   for (const [name, { ms, flops }] of roofline) {
-    lines.push(`roofline: ${name}: ${(flops / summarize(ms).msMedian / 1e6).toFixed(2)} GFLOP/s`);
+    const median = summarize(ms.slice(1)).msMedian; // without deno bench's warmup iteration
+    lines.push(`roofline: ${name}: ${(flops / median / 1e6).toFixed(2)} GFLOP/s`);
   }
   lines.push(
     `model costs: ${software ? "software adapter" : "GPU (FP32 units)"} (bench/op_model.ts); ` +

@@ -26,6 +26,7 @@ import { ACTIVATION_WG, activationPipeline, grid2d } from "./attention_unfused.t
 import { MatmulPlan } from "./matmul.ts";
 import {
   _assertDeviceAlive,
+  checkBufferSize,
   createStorageBuffer,
   getDevice,
   isSoftwareDevice,
@@ -33,7 +34,31 @@ import {
   uploadBuffer,
 } from "./device.ts";
 
-/** GPU buffers of one forward call, all `[B,H,S,D]` except `lse`. */
+/**
+ * GPU buffers of one forward call, all `[B,H,S,D]` except `lse`.
+ *
+ * @example
+ * ```ts
+ * import { type AttentionBuffers, AttentionPlan } from "@sigmax/sigmax";
+ * const plan = await AttentionPlan.create(
+ *   { batch: 1, heads: 1, seqLen: 8, headDim: 4 },
+ *   { activation: "softmax" },
+ * );
+ * const usage = GPUBufferUsage.STORAGE;
+ * const make = (size: number) => plan.device.createBuffer({ size, usage });
+ * const buffers: AttentionBuffers = {
+ *   q: make(plan.tensorBytes),
+ *   k: make(plan.tensorBytes),
+ *   v: make(plan.tensorBytes),
+ *   out: make(plan.tensorBytes),
+ *   lse: make(8 * 4), // [B,H,S] f32
+ * };
+ * const encoder = plan.device.createCommandEncoder();
+ * plan.encodeForward(encoder, buffers);
+ * plan.device.queue.submit([encoder.finish()]);
+ * plan.destroy();
+ * ```
+ */
 export interface AttentionBuffers {
   /** Queries, read. */
   q: GPUBuffer;
@@ -108,13 +133,16 @@ export class AttentionPlan {
   #uniform: GPUBuffer;
   #scratch: GPUBuffer[] = [];
   #lseScratch: GPUBuffer | undefined;
-  #fused?: { pipeline: GPUComputePipeline; tiles: FusedTiles };
+  #fused?: { pipeline: GPUComputePipeline; groups: [number, number] };
   #unfused?: {
     scores: GPUBuffer; // [B·H, S, S]
     qk: MatmulPlan;
     pv: MatmulPlan;
     activation: GPUComputePipeline;
+    groups: [number, number];
   };
+  /** Per pipeline, the last bind group built: reused while the caller passes the same buffers. */
+  #bindGroups = new Map<GPUComputePipeline, { buffers: GPUBuffer[]; group: GPUBindGroup }>();
 
   private constructor(
     device: GPUDevice,
@@ -156,10 +184,24 @@ export class AttentionPlan {
       resolved,
       Math.max(_tensorBytes(shape, resolved.precision), scoreBytes),
     );
+    const tiles = fusedTiles(
+      resolved.activation,
+      shape.headDim,
+      device.limits.maxComputeWorkgroupStorageSize,
+      isSoftwareDevice(device),
+    );
+    const rows = tiles.lanes * tiles.rowsPerLane; // query rows per fused workgroup
+    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    if (resolved.implementation === "fused" && Math.ceil(shape.seqLen / rows) > maxGroups) {
+      throw new RangeError(
+        `shape.seqLen must be at most ${maxGroups * rows} on this device (one workgroup per ` +
+          `${rows} query rows), got ${shape.seqLen}`,
+      );
+    }
     _assertDeviceAlive(device);
     const plan = new AttentionPlan(device, shape, resolved);
     try {
-      await plan.#build();
+      await plan.#build(tiles);
     } catch (error) {
       plan.destroy();
       throw error;
@@ -167,7 +209,7 @@ export class AttentionPlan {
     return plan;
   }
 
-  async #build(): Promise<void> {
+  async #build(tiles: FusedTiles): Promise<void> {
     const { device, shape, options } = this;
     const { seqLen: S, headDim: D } = shape;
     const bh = shape.batch * shape.heads;
@@ -184,23 +226,10 @@ export class AttentionPlan {
         headDim: D,
         precision: options.precision,
       };
-      const tiles = fusedTiles(
-        options.activation,
-        D,
-        device.limits.maxComputeWorkgroupStorageSize,
-        isSoftwareDevice(device),
-      );
-      const rowBlocks = Math.ceil(S / (tiles.lanes * tiles.rowsPerLane));
-      if (rowBlocks > device.limits.maxComputeWorkgroupsPerDimension) {
-        throw new RangeError(
-          `shape.seqLen must be at most ${
-            device.limits.maxComputeWorkgroupsPerDimension * tiles.lanes * tiles.rowsPerLane
-          } on this device (one workgroup per ${
-            tiles.lanes * tiles.rowsPerLane
-          } query rows), got ${S}`,
-        );
-      }
-      this.#fused = { pipeline: await fusedForwardPipeline(device, config, tiles), tiles };
+      this.#fused = {
+        pipeline: await fusedForwardPipeline(device, config, tiles),
+        groups: [Math.ceil(S / (tiles.lanes * tiles.rowsPerLane)), bh],
+      };
       return;
     }
     // Unfused: [B·H,S,D]·[B·H,S,D]ᵀ → scores [B·H,S,S] → activation → ·[B·H,S,D].
@@ -213,7 +242,12 @@ export class AttentionPlan {
       MatmulPlan.create(device, { batch: bh, m: S, n: D, k: S }),
       activationPipeline(device, { activation: options.activation, causal: options.causal }),
     ]);
-    this.#unfused = { scores, qk, pv, activation };
+    const rows = bh * S;
+    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    const groups = options.activation === "softmax"
+      ? grid2d(rows, maxGroups) // one workgroup per row
+      : grid2d(Math.ceil(rows * S / ACTIVATION_WG), maxGroups); // one invocation per score
+    this.#unfused = { scores, qk, pv, activation, groups };
   }
 
   #own(buffer: GPUBuffer): GPUBuffer {
@@ -236,40 +270,48 @@ export class AttentionPlan {
 
   /** Records the forward pass into `encoder`: reads q, k, v; writes out (and lse for softmax). */
   encodeForward(encoder: GPUCommandEncoder, buffers: AttentionBuffers): void {
-    const { device, shape, options } = this;
     for (const name of ["q", "k", "v", "out"] as const) {
-      _checkBuffer(`buffers.${name}`, buffers[name], this.tensorBytes);
+      checkBufferSize(`buffers.${name}`, buffers[name], this.tensorBytes);
     }
-    if (buffers.lse) _checkBuffer("buffers.lse", buffers.lse, this.#lseBytes());
-    const softmax = options.activation === "softmax";
+    if (buffers.lse) checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
+    const softmax = this.options.activation === "softmax";
     const lse = buffers.lse ?? (softmax ? this.#lse() : undefined);
-    const bh = shape.batch * shape.heads;
     if (this.#fused) {
-      const { pipeline, tiles } = this.#fused;
+      const { pipeline, groups } = this.#fused;
       const entries = [this.#uniform, buffers.q, buffers.k, buffers.v, buffers.out];
       if (softmax) entries.push(lse!);
-      const pass = encoder.beginComputePass({ label: pipeline.label });
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, _bindGroup(device, pipeline, entries));
-      pass.dispatchWorkgroups(Math.ceil(shape.seqLen / (tiles.lanes * tiles.rowsPerLane)), bh);
-      pass.end();
+      this.#dispatch(encoder, pipeline, entries, groups);
       return;
     }
-    const { scores, qk, pv, activation } = this.#unfused!;
+    const { scores, qk, pv, activation, groups } = this.#unfused!;
     qk.encode(encoder, buffers.q, buffers.k, scores);
-    const pass = encoder.beginComputePass({ label: activation.label });
-    pass.setPipeline(activation);
     const entries = [this.#uniform, scores];
     if (softmax) entries.push(lse!);
-    pass.setBindGroup(0, _bindGroup(device, activation, entries));
-    const rows = bh * shape.seqLen;
-    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
-    const groups = softmax
-      ? grid2d(rows, maxGroups) // one workgroup per row
-      : grid2d(Math.ceil(rows * shape.seqLen / ACTIVATION_WG), maxGroups);
-    pass.dispatchWorkgroups(groups[0], groups[1]);
-    pass.end();
+    this.#dispatch(encoder, activation, entries, groups);
     pv.encode(encoder, scores, buffers.v, buffers.out);
+  }
+
+  /** Records one compute pass of `pipeline` over `buffers` (bindings 0, 1, …). */
+  #dispatch(
+    encoder: GPUCommandEncoder,
+    pipeline: GPUComputePipeline,
+    buffers: GPUBuffer[],
+    [x, y]: [number, number],
+  ): void {
+    let cached = this.#bindGroups.get(pipeline);
+    if (!cached || cached.buffers.some((buffer, i) => buffer !== buffers[i])) {
+      const group = this.device.createBindGroup({
+        label: pipeline.label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      this.#bindGroups.set(pipeline, cached = { buffers, group });
+    }
+    const pass = encoder.beginComputePass({ label: pipeline.label });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, cached.group);
+    pass.dispatchWorkgroups(x, y);
+    pass.end();
   }
 
   /** Frees the plan's uniforms and scratch buffers (not the caller's buffers). */
@@ -277,32 +319,10 @@ export class AttentionPlan {
     this.#uniform.destroy();
     for (const buffer of this.#scratch) buffer.destroy();
     this.#scratch = [];
+    this.#bindGroups.clear();
     this.#unfused?.qk.destroy();
     this.#unfused?.pv.destroy();
   }
-}
-
-function _checkBuffer(name: string, buffer: GPUBuffer, bytes: number): void {
-  if (!buffer || typeof buffer.size !== "number") {
-    throw new TypeError(`${name} must be a GPUBuffer of at least ${bytes} bytes`);
-  }
-  if (buffer.size < bytes) {
-    throw new RangeError(
-      `${name} must hold at least ${bytes} bytes, got a buffer of ${buffer.size}`,
-    );
-  }
-}
-
-function _bindGroup(
-  device: GPUDevice,
-  pipeline: GPUComputePipeline,
-  buffers: GPUBuffer[],
-): GPUBindGroup {
-  return device.createBindGroup({
-    label: pipeline.label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
 }
 
 /** Throws unless every value of `data` is finite in f16 (|x| ≤ 65504). */
@@ -316,8 +336,11 @@ function _checkF16Range(name: string, data: Float32Array): void {
   }
 }
 
-/** Converts to the storage format of `precision`. */
-function _toStorage(data: Float32Array, precision: "f32" | "f16"): Float32Array | Uint16Array {
+/** Converts to the storage format of `precision` (f16 bits in a `Uint16Array`). */
+export function toStorage(
+  data: Float32Array,
+  precision: "f32" | "f16",
+): Float32Array | Uint16Array {
   if (precision === "f32") return data;
   const half = Float16Array.from(data);
   return new Uint16Array(half.buffer);
@@ -353,16 +376,16 @@ export async function attention(
   checkTensor("q", q, shape);
   checkTensor("k", k, shape);
   checkTensor("v", v, shape);
-  if (resolveOptions(shape, options).precision === "f16") {
+  if (resolveOptions(shape, options).precision === "f16") { // (AttentionPlan.create checks the rest)
     for (const [name, x] of [["q", q], ["k", k], ["v", v]] as const) _checkF16Range(name, x);
   }
   const plan = await AttentionPlan.create(shape, options);
   const { device } = plan;
   const { precision } = plan.options;
   const buffers = [
-    uploadBuffer(device, _toStorage(q, precision), "attention.q"),
-    uploadBuffer(device, _toStorage(k, precision), "attention.k"),
-    uploadBuffer(device, _toStorage(v, precision), "attention.v"),
+    uploadBuffer(device, toStorage(q, precision), "attention.q"),
+    uploadBuffer(device, toStorage(k, precision), "attention.k"),
+    uploadBuffer(device, toStorage(v, precision), "attention.v"),
     createStorageBuffer(device, plan.tensorBytes, "attention.out"),
   ];
   try {

@@ -73,9 +73,8 @@ export function fusedTiles(
   const d4 = Math.ceil(headDim / 4);
   const lanes = software ? 16 : 64;
   const rowsPerLane = software ? (d4 <= 32 ? 8 : 2) : 1;
-  // K and V tiles: keys·d4 vec4<f32> each; softmax adds one f32 score per key and row.
-  const rows = lanes * rowsPerLane;
-  const bytesPerKey = 2 * d4 * 16 + (activation === "softmax" ? rows * 4 : 0);
+  // Workgroup memory grows linearly with the key tile: bytes per key, from the storage formula.
+  const bytesPerKey = fusedStorageBytes(activation, headDim, { lanes, rowsPerLane, keys: 1 });
   const budget = Math.min(storageBytes, FUSED_STORAGE_BUDGET);
   // Keys go four at a time through the inner loops, so the tile is a multiple of 4.
   const keys = Math.min(_MAX_KEYS, Math.floor(budget / bytesPerKey / 4) * 4);

@@ -5,10 +5,31 @@
  * @module
  */
 
-/** The attention activation: normalised softmax or element-wise sigmoid. */
+import { maxBindingBytes } from "./device.ts";
+
+/**
+ * The attention activation: normalised softmax or element-wise sigmoid.
+ *
+ * @example
+ * ```ts
+ * import type { Activation } from "@sigmax/sigmax";
+ * const both: Activation[] = ["softmax", "sigmoid"];
+ * console.log(both);
+ * ```
+ */
 export type Activation = "softmax" | "sigmoid";
 
-/** Sizes of an attention call. Tensors are row-major `[batch, heads, seqLen, headDim]`. */
+/**
+ * Sizes of an attention call. Tensors are row-major `[batch, heads, seqLen, headDim]`.
+ *
+ * @example
+ * ```ts
+ * import type { AttentionShape } from "@sigmax/sigmax";
+ * const shape: AttentionShape = { batch: 2, heads: 4, seqLen: 128, headDim: 64 };
+ * const elements = shape.batch * shape.heads * shape.seqLen * shape.headDim; // of q, k, v, out
+ * console.log(elements);
+ * ```
+ */
 export interface AttentionShape {
   /** Batch size B ≥ 1. */
   batch: number;
@@ -20,7 +41,17 @@ export interface AttentionShape {
   headDim: number;
 }
 
-/** Options of an attention call; only `activation` is required. */
+/**
+ * Options of an attention call; only `activation` is required.
+ *
+ * @example
+ * ```ts
+ * import type { AttentionOptions } from "@sigmax/sigmax";
+ * // Causal sigmoid attention with the default bias -ln(seqLen) and scale 1/sqrt(headDim):
+ * const options: AttentionOptions = { activation: "sigmoid", causal: true };
+ * console.log(options);
+ * ```
+ */
 export interface AttentionOptions {
   /** `"softmax"` normalises each row; `"sigmoid"` applies `σ(s + sigmoidBias)` element-wise. */
   activation: Activation;
@@ -42,7 +73,20 @@ export interface AttentionOptions {
   device?: GPUDevice;
 }
 
-/** Options with every default filled in. */
+/**
+ * Options with every default filled in, as `AttentionPlan.options` holds them.
+ *
+ * @example
+ * ```ts
+ * import { AttentionPlan } from "@sigmax/sigmax";
+ * const plan = await AttentionPlan.create(
+ *   { batch: 1, heads: 1, seqLen: 100, headDim: 16 },
+ *   { activation: "sigmoid" },
+ * );
+ * console.log(plan.options.scale, plan.options.sigmoidBias); // 0.25, -ln(100)
+ * plan.destroy();
+ * ```
+ */
 export interface ResolvedAttentionOptions {
   /** See {@linkcode AttentionOptions.activation}. */
   activation: Activation;
@@ -162,8 +206,8 @@ export function resolveOptions(
 
 /**
  * Checks what only the device can tell: `shader-f16` for f16, and that every
- * buffer and dispatch fits the device's limits. `extraBytes` is the largest
- * scratch buffer the implementation needs (the S×S scores for unfused).
+ * buffer and dispatch fits the device's limits. `largestBufferBytes` is the
+ * largest buffer the implementation needs (the S×S scores for unfused).
  */
 export function checkDeviceFits(
   device: GPUDevice,
@@ -177,7 +221,7 @@ export function checkDeviceFits(
         'lacks; use precision "f32" (or install mesa-vulkan-drivers for a software adapter with f16)',
     );
   }
-  const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const limit = maxBindingBytes(device);
   if (largestBufferBytes > limit) {
     throw new RangeError(
       `shape [B,H,S,D] = [${shape.batch},${shape.heads},${shape.seqLen},${shape.headDim}] ` +

@@ -194,7 +194,20 @@ export function attentionReference(
   return attentionReferenceWithLse(q, k, v, shape, options).out;
 }
 
-/** Gradients of an attention call with respect to its inputs. */
+/**
+ * Gradients of an attention call with respect to its inputs.
+ *
+ * @example
+ * ```ts
+ * import { type AttentionGradients, attentionBackwardReference } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 1, seqLen: 2, headDim: 1 };
+ * const x = new Float32Array([1, 2]);
+ * const grads: AttentionGradients = attentionBackwardReference(x, x, x, x, shape, {
+ *   activation: "softmax",
+ * });
+ * console.log(grads.dv); // Pᵀ·dO
+ * ```
+ */
 export interface AttentionGradients {
   /** `[B,H,S,D]` gradient with respect to q. */
   dq: Float32Array;

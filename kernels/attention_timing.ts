@@ -1,23 +1,39 @@
 /**
  * Timing attention on the GPU, as DESIGN.md measures speed: warm up, then the
- * median of at least five runs, each from submit to `onSubmittedWorkDone()`.
+ * median of at least five runs, each from GPU timestamps where the adapter
+ * has `timestamp-query` and they read sane values, else from submit to
+ * `onSubmittedWorkDone()`.
  *
  * @module
  */
 
-import type { AttentionOptions, AttentionShape } from "./attention_options.ts";
-import { type AttentionBuffers, AttentionPlan } from "./attention.ts";
+import { type AttentionOptions, type AttentionShape, tensorLength } from "./attention_options.ts";
+import { type AttentionBuffers, AttentionPlan, toStorage } from "./attention.ts";
 import {
   createStorageBuffer,
   measureSubmit,
+  pickClock,
   type SubmitTime,
   summarize,
-  timeGpu,
   timeSubmit,
   uploadBuffer,
 } from "./device.ts";
 
-/** One attention call ready to run again and again on resident buffers. */
+/**
+ * One attention call ready to run again and again on resident buffers (see
+ * {@linkcode attentionWorkload}).
+ *
+ * @example
+ * ```ts
+ * import { type AttentionWorkload, attentionWorkload } from "@sigmax/sigmax";
+ * const work: AttentionWorkload = await attentionWorkload(
+ *   { batch: 1, heads: 1, seqLen: 32, headDim: 8 },
+ *   { activation: "softmax", causal: true },
+ * );
+ * console.log(work.plan.forwardFlops, await work.run());
+ * work.destroy();
+ * ```
+ */
 export interface AttentionWorkload {
   /** The compiled plan (shape, resolved options, FLOPs). */
   plan: AttentionPlan;
@@ -76,15 +92,12 @@ export async function attentionWorkload(
 ): Promise<AttentionWorkload> {
   const plan = await AttentionPlan.create(shape, options);
   const { device, tensorBytes } = plan;
-  const length = tensorBytes / (plan.options.precision === "f16" ? 2 : 4);
-  const upload = (seed: number) => {
-    const data = seededInputs(length, seed);
-    return uploadBuffer(
+  const upload = (seed: number) =>
+    uploadBuffer(
       device,
-      plan.options.precision === "f16" ? new Uint16Array(Float16Array.from(data).buffer) : data,
+      toStorage(seededInputs(tensorLength(shape), seed), plan.options.precision),
       "attention.bench.input",
     );
-  };
   const buffers = {
     q: upload(1),
     k: upload(2),
@@ -102,7 +115,19 @@ export async function attentionWorkload(
   };
 }
 
-/** Result of {@linkcode timeAttention}. */
+/**
+ * Result of {@linkcode timeAttention} and {@linkcode compareAttention}.
+ *
+ * @example
+ * ```ts
+ * import { type AttentionTiming, timeAttention } from "@sigmax/sigmax";
+ * const t: AttentionTiming = await timeAttention(
+ *   { batch: 1, heads: 1, seqLen: 64, headDim: 8 },
+ *   { activation: "sigmoid" },
+ * );
+ * console.log(`${t.msMedian} ms (${t.clock}), ${t.gflops} GFLOP/s`);
+ * ```
+ */
 export interface AttentionTiming {
   /** Median time of the timed runs, ms. */
   msMedian: number;
@@ -129,7 +154,7 @@ export interface AttentionTiming {
  *   { batch: 1, heads: 2, seqLen: 128, headDim: 32 },
  *   { activation: "softmax", causal: true },
  * );
- * console.log(t.msMedian, t.gflops);
+ * console.log(t.msMedian, t.gflops, t.clock);
  * ```
  */
 export async function timeAttention(
@@ -137,18 +162,7 @@ export async function timeAttention(
   options: AttentionOptions,
   timing: { warmup?: number; reps?: number } = {},
 ): Promise<AttentionTiming> {
-  const work = await attentionWorkload(shape, options);
-  try {
-    const { samples, msMedian, msMin, msMax, clock } = await timeGpu(
-      work.plan.device,
-      (encoder) => work.plan.encodeForward(encoder, work.buffers),
-      { warmup: timing.warmup ?? 1, reps: timing.reps },
-    );
-    const gflops = work.plan.forwardFlops / msMedian / 1e6;
-    return { msMedian, msMin, msMax, gflops, samples, clock };
-  } finally {
-    work.destroy();
-  }
+  return (await compareAttention(shape, [options], timing))[0];
 }
 
 /**
@@ -188,13 +202,11 @@ export async function compareAttention(
         if (round >= 0) runs[i].push(t);
       }
     }
-    // One clock for all: timestamps only if every run of every variant read sane values.
-    const timestamps = runs.every((r) => r.every((t) => t.gpuMs !== undefined));
-    return runs.map((r, i) => {
-      const samples = r.map((t) => timestamps ? t.gpuMs! : t.wallMs);
-      const stats = summarize(samples);
+    const { clock, samples } = pickClock(runs);
+    return samples.map((ms, i) => {
+      const stats = summarize(ms);
       const gflops = works[i].plan.forwardFlops / stats.msMedian / 1e6;
-      return { ...stats, gflops, samples, clock: timestamps ? "timestamp" : "wall" };
+      return { ...stats, gflops, samples: ms, clock };
     });
   } finally {
     for (const work of works) work.destroy();

@@ -6,7 +6,16 @@
  * @module
  */
 
-/** What sigmax reports about the adapter it runs on. */
+/**
+ * What sigmax reports about the adapter it runs on.
+ *
+ * @example
+ * ```ts
+ * import { adapterReport } from "@sigmax/sigmax";
+ * const { description, limits } = await adapterReport();
+ * console.log(description, limits.maxStorageBufferBindingSize);
+ * ```
+ */
 export interface AdapterReport {
   /** The adapter's own description, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"`. */
   description: string;
@@ -39,13 +48,13 @@ interface Runtime {
 }
 
 let _runtime: Promise<Runtime> | undefined;
-/** Devices reported lost (any device, not only the shared one), with the reason. */
+/** Shared devices that were reported lost, with the reason. */
 const _lost = new WeakMap<GPUDevice, string>();
 
 /** Features sigmax asks for whenever the adapter offers them. */
 const _WANTED_FEATURES: GPUFeatureName[] = ["shader-f16", "timestamp-query"];
 
-/** Limits sigmax raises to the adapter's maximum: bigger tiles, bigger tensors. */
+/** Limits sigmax raises to the adapter's maximum: bigger tensors (the kernels' tiles still plan for 16 KiB). */
 const _WANTED_LIMITS = [
   "maxComputeWorkgroupStorageSize",
   "maxStorageBufferBindingSize",
@@ -238,6 +247,23 @@ async function _compile(device: GPUDevice, spec: PipelineSpec): Promise<GPUCompu
 /** Usage flags of a storage buffer that can also be written and read back. */
 export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x8 /* COPY_DST */ | 0x4; /* COPY_SRC */
 
+/** The largest buffer a storage binding on `device` may cover, in bytes. */
+export function maxBindingBytes(device: GPUDevice): number {
+  return Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+}
+
+/** Throws unless `buffer` is a GPUBuffer of at least `bytes` bytes; `name` names the argument. */
+export function checkBufferSize(name: string, buffer: GPUBuffer, bytes: number): void {
+  if (!buffer || typeof buffer.size !== "number") {
+    throw new TypeError(`${name} must be a GPUBuffer of at least ${bytes} bytes`);
+  }
+  if (buffer.size < bytes) {
+    throw new RangeError(
+      `${name} must hold at least ${bytes} bytes, got a buffer of ${buffer.size}`,
+    );
+  }
+}
+
 /** Creates a storage buffer holding `data` (padded to a multiple of 4 bytes). */
 export function uploadBuffer(
   device: GPUDevice,
@@ -258,7 +284,7 @@ export function uploadBuffer(
   return buffer;
 }
 
-/** Creates an uninitialised (zeroed) storage buffer of `bytes` bytes. */
+/** Creates a storage buffer of `bytes` bytes (WebGPU zero-fills it). */
 export function createStorageBuffer(device: GPUDevice, bytes: number, label: string): GPUBuffer {
   return device.createBuffer({
     label,
@@ -441,9 +467,23 @@ export async function timeGpu(
   for (let i = 0; i < warmup; i++) await measureSubmit(device, encode);
   const runs: SubmitTime[] = [];
   for (let i = 0; i < reps; i++) runs.push(await measureSubmit(device, encode));
-  const timestamps = runs.every((r) => r.gpuMs !== undefined);
-  const samples = runs.map((r) => timestamps ? r.gpuMs! : r.wallMs);
-  return { ...summarize(samples), samples, clock: timestamps ? "timestamp" : "wall" };
+  const { clock, samples: [samples] } = pickClock([runs]);
+  return { ...summarize(samples), samples, clock };
+}
+
+/**
+ * One clock for a set of measurements that will be compared: GPU timestamps
+ * if every run of every series read sane values, else the wall clock for all.
+ * Returns each series' milliseconds on that clock.
+ */
+export function pickClock(
+  series: SubmitTime[][],
+): { clock: "timestamp" | "wall"; samples: number[][] } {
+  const timestamps = series.every((runs) => runs.every((r) => r.gpuMs !== undefined));
+  return {
+    clock: timestamps ? "timestamp" : "wall",
+    samples: series.map((runs) => runs.map((r) => timestamps ? r.gpuMs! : r.wallMs)),
+  };
 }
 
 /**

@@ -12,9 +12,11 @@
 
 import {
   _assertDeviceAlive,
+  checkBufferSize,
   createStorageBuffer,
   getDevice,
   getPipeline,
+  maxBindingBytes,
   readFloat32,
   uploadBuffer,
 } from "./device.ts";
@@ -395,9 +397,9 @@ export class MatmulPlan {
    */
   encode(encoder: GPUCommandEncoder, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer): void {
     const { batch, m, n, k } = this.shape;
-    _checkBuffer("a", a, batch * m * k);
-    _checkBuffer("b", b, batch * k * n);
-    _checkBuffer("c", c, batch * m * n);
+    checkBufferSize("matmul buffer a", a, batch * m * k * 4);
+    checkBufferSize("matmul buffer b", b, batch * k * n * 4);
+    checkBufferSize("matmul buffer c", c, batch * m * n * 4);
     let bindings = this.#bindings;
     if (!bindings || bindings.a !== a || bindings.b !== b || bindings.c !== c) {
       const group = this.#device.createBindGroup({
@@ -498,7 +500,7 @@ function _checkLimits(device: GPUDevice, shape: MatmulShape): void {
       );
     }
   }
-  const maxBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  const maxBytes = maxBindingBytes(device);
   const values = { a: batch * m * k, b: batch * k * n, c: batch * m * n };
   for (const [name, count] of Object.entries(values)) {
     if (count * 4 > maxBytes) {
@@ -511,11 +513,3 @@ function _checkLimits(device: GPUDevice, shape: MatmulShape): void {
 }
 
 /** Throws a `RangeError` if `buffer` cannot hold `count` f32 values. */
-function _checkBuffer(name: string, buffer: GPUBuffer, count: number): void {
-  if (buffer.size < count * 4) {
-    throw new RangeError(
-      `matmul: buffer ${name} must hold at least ${count * 4} bytes (${count} f32), ` +
-        `got ${buffer.size}`,
-    );
-  }
-}

@@ -14,6 +14,12 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** `n` uniform samples in [-1, 1), as a Float32Array. */
+export function uniform(n: number, seed: number): Float32Array {
+  const next = rng(seed);
+  return Float32Array.from({ length: n }, () => 2 * next() - 1);
+}
+
 /** `n` standard normal samples (Box–Muller) times `std`, as a Float32Array. */
 export function randn(n: number, seed: number, std = 1): Float32Array {
   const next = rng(seed);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type Activation,
+  adapterReport,
   attention,
   type AttentionOptions,
   AttentionPlan,
@@ -41,10 +42,11 @@ for (const implementation of IMPLEMENTATIONS) {
       for (const seqLen of [1, 7, 64, 97, 257]) {
         for (const headDim of [1, 8, 33, 64, 128, 256]) {
           for (const causal of [false, true]) {
-            // Alternate the default and an explicit scale and bias, and B·H of 2 and 6.
-            // The explicit scale spreads the scores 1.5× wider than the default; far
-            // larger scores (|s| ~ 1e3) have their own test below.
-            const explicit = seed % 2 === 0;
+            // Alternate the default and an explicit scale and bias (with B·H of 2 and 6)
+            // so that every (S, D) runs one of them causal and the other not, and both
+            // pairings occur across the grid. The explicit scale spreads the scores 1.5×
+            // wider than the default; far larger scores (|s| ~ 1e3) have their own test.
+            const explicit = ((seqLen + headDim) % 2 === 0) !== causal;
             const shape = explicit
               ? { batch: 2, heads: 3, seqLen, headDim }
               : { batch: 1, heads: 2, seqLen, headDim };
@@ -209,7 +211,7 @@ Deno.test("attention() handles causal masks: rows ignore every future key and va
   }
 });
 
-const hasF16 = (await navigator.gpu.requestAdapter())?.features.has("shader-f16") ?? false;
+const hasF16 = (await adapterReport()).shaderF16;
 if (!hasF16) console.log("no shader-f16 on this adapter: the f16 forward test is skipped");
 
 Deno.test({

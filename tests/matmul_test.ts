@@ -1,41 +1,13 @@
 import assert from "node:assert/strict";
 import { matmul, MatmulPlan, matmulReference, type MatmulShape } from "../kernels/matmul.ts";
 import { createStorageBuffer, getDevice, readFloat32, uploadBuffer } from "../kernels/device.ts";
-
-// DESIGN.md's f32 forward tolerance: |got − ref| ≤ atol + rtol·|ref|.
-const ATOL = 1e-5;
-const RTOL = 1e-4;
-
-/** Deterministic uniform values in [-1, 1) (mulberry32). */
-function random(length: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length }, () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  });
-}
-
-/** Asserts `got` matches `ref` within tolerance; returns the largest |got − ref|. */
-function assertClose(got: Float32Array, ref: Float32Array, what: string): number {
-  assert.equal(got.length, ref.length, `${what}: length`);
-  let maxErr = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const err = Math.abs(got[i] - ref[i]);
-    if (!(err <= ATOL + RTOL * Math.abs(ref[i]))) {
-      assert.fail(`${what}: element ${i} is ${got[i]}, reference ${ref[i]} (error ${err})`);
-    }
-    maxErr = Math.max(maxErr, err);
-  }
-  return maxErr;
-}
+import { assertClose, TOL, uniform } from "./_helpers.ts";
 
 function describe(s: MatmulShape): string {
   return `B=${s.batch} M=${s.m} N=${s.n} K=${s.k}`;
 }
 
-// Sizes that are not multiples of the tile (128×64, k step 16) or of 4, more
+// Sizes that are not multiples of the tile (128×64, k step 8) or of 4, more
 // than one tile in each direction, and the aligned vec4 case.
 const SIZES: Omit<MatmulShape, "transA" | "transB">[] = [
   { batch: 1, m: 1, n: 1, k: 1 },
@@ -50,14 +22,15 @@ const SIZES: Omit<MatmulShape, "transA" | "transB">[] = [
 async function checkGrid(transA: boolean, transB: boolean): Promise<void> {
   for (const [i, size] of SIZES.entries()) {
     const shape = { ...size, transA, transB };
-    const a = random(shape.batch * shape.m * shape.k, 2 * i + 1);
-    const b = random(shape.batch * shape.k * shape.n, 2 * i + 2);
+    const a = uniform(shape.batch * shape.m * shape.k, 2 * i + 1);
+    const b = uniform(shape.batch * shape.k * shape.n, 2 * i + 2);
     const got = await matmul(a, b, shape);
-    const err = assertClose(got, matmulReference(a, b, shape), describe(shape));
-    console.log(
-      `matmul ${transA ? "t" : "n"}${transB ? "t" : "n"} ${describe(shape)}: max error ${
-        err.toExponential(2)
-      }`,
+    const kind = `${transA ? "t" : "n"}${transB ? "t" : "n"}`;
+    assertClose(
+      `matmul ${kind} ${describe(shape)}`,
+      got,
+      matmulReference(a, b, shape),
+      TOL.f32Forward,
     );
   }
 }
@@ -69,11 +42,15 @@ Deno.test("matmul() matches the reference for transposed A and B", () => checkGr
 
 Deno.test("matmul() scales the product by alpha", async () => {
   const shape = { batch: 2, m: 33, n: 20, k: 16, transB: true };
-  const a = random(2 * 33 * 16, 11);
-  const b = random(2 * 16 * 20, 12);
+  const a = uniform(2 * 33 * 16, 11);
+  const b = uniform(2 * 16 * 20, 12);
   const got = await matmul(a, b, shape, { alpha: 0.125 });
-  const err = assertClose(got, matmulReference(a, b, shape, 0.125), "alpha 0.125");
-  console.log(`matmul nt alpha=0.125 ${describe(shape)}: max error ${err.toExponential(2)}`);
+  assertClose(
+    `matmul nt alpha=0.125 ${describe(shape)}`,
+    got,
+    matmulReference(a, b, shape, 0.125),
+    TOL.f32Forward,
+  );
 });
 
 Deno.test("matmulReference() computes a small product exactly", () => {
@@ -90,7 +67,7 @@ Deno.test("MatmulPlan chains products in one encoder, as unfused attention does"
   // S = Q·Kᵀ / 8 then O = S·V, both recorded into one command encoder.
   const device = await getDevice();
   const [B, S, D] = [2, 70, 24];
-  const q = random(B * S * D, 21), k = random(B * S * D, 22), v = random(B * S * D, 23);
+  const q = uniform(B * S * D, 21), k = uniform(B * S * D, 22), v = uniform(B * S * D, 23);
   const scores = await MatmulPlan.create(
     device,
     { batch: B, m: S, n: S, k: D, transB: true },
@@ -108,12 +85,16 @@ Deno.test("MatmulPlan chains products in one encoder, as unfused attention does"
     device.queue.submit([encoder.finish()]);
     const sRef = matmulReference(q, k, scores.shape, 1 / 8);
     const oRef = matmulReference(sRef, v, out.shape);
-    const err = assertClose(await readFloat32(device, oBuf, B * S * D), oRef, "S·V");
-    console.log(`matmul plan chain B=${B} S=${S} D=${D}: max error ${err.toExponential(2)}`);
+    assertClose(
+      `matmul plan chain S·V B=${B} S=${S} D=${D}`,
+      await readFloat32(device, oBuf, B * S * D),
+      oRef,
+      TOL.f32Forward,
+    );
     const small = createStorageBuffer(device, 16, "test.small");
     assert.throws(() => out.encode(device.createCommandEncoder(), sBuf, bufs[2], small), {
       name: "RangeError",
-      message: new RegExp(`buffer c must hold at least ${B * S * D * 4} bytes .*, got 16`),
+      message: new RegExp(`buffer c must hold at least ${B * S * D * 4} bytes, got a buffer of 16`),
     });
     small.destroy();
   } finally {
