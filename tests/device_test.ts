@@ -90,3 +90,26 @@ Deno.test("summarize() gives the median, min and max", () => {
   assert.deepEqual(summarize([3, 1, 2]), { msMedian: 2, msMin: 1, msMax: 3 });
   assert.deepEqual(summarize([4, 1, 2, 3]), { msMedian: 2.5, msMin: 1, msMax: 4 });
 });
+
+Deno.test("readBuffer() rejects instead of hanging when the device goes away", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice({ label: "test.lost" });
+  const buffer = uploadBuffer(device, new Float32Array([1, 2, 3, 4]), "test.lost");
+  const read = readFloat32(device, buffer, 4);
+  device.destroy();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("readBuffer() hung after the device was lost")),
+      10_000,
+    );
+  });
+  try {
+    await assert.rejects(() => Promise.race([read, hang]), (error: Error) => {
+      assert.doesNotMatch(error.message, /hung/);
+      return true;
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+});
