@@ -11,7 +11,7 @@ import {
   type AttentionShape,
   checkDeviceFits,
   checkShape,
-  checkTensor,
+  checkTensors,
   type ResolvedAttentionOptions,
   resolveOptions,
   tensorLength,
@@ -373,9 +373,7 @@ export async function attention(
   options: AttentionOptions,
 ): Promise<Float32Array> {
   checkShape(shape);
-  checkTensor("q", q, shape);
-  checkTensor("k", k, shape);
-  checkTensor("v", v, shape);
+  checkTensors(shape, { q, k, v });
   if (resolveOptions(shape, options).precision === "f16") { // (AttentionPlan.create checks the rest)
     for (const [name, x] of [["q", q], ["k", k], ["v", v]] as const) _checkF16Range(name, x);
   }

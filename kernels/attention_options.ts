@@ -152,6 +152,11 @@ export function checkTensor(name: string, data: unknown, shape: AttentionShape):
   }
 }
 
+/** {@linkcode checkTensor} for each named tensor, in order: `checkTensors(shape, { q, k, v })`. */
+export function checkTensors(shape: AttentionShape, tensors: Record<string, unknown>): void {
+  for (const [name, data] of Object.entries(tensors)) checkTensor(name, data, shape);
+}
+
 function _typeName(value: unknown): string {
   if (value === null) return "null";
   if (typeof value === "object") return (value as object).constructor?.name ?? "object";

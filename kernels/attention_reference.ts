@@ -9,7 +9,7 @@ import {
   type AttentionOptions,
   type AttentionShape,
   checkShape,
-  checkTensor,
+  checkTensors,
   resolveOptions,
 } from "./attention_options.ts";
 
@@ -163,9 +163,7 @@ export function attentionReferenceWithLse(
   options: AttentionOptions,
 ): ReferenceForward {
   const p = _problem(shape, options);
-  checkTensor("q", q, shape);
-  checkTensor("k", k, shape);
-  checkTensor("v", v, shape);
+  checkTensors(shape, { q, k, v });
   const { out, lse } = _forwardF64(q, k, v, p);
   return { out: Float32Array.from(out), lse: Float32Array.from(lse) };
 }
@@ -243,10 +241,7 @@ export function attentionBackwardReference(
   options: AttentionOptions,
 ): AttentionGradients {
   const p = _problem(shape, options);
-  checkTensor("q", q, shape);
-  checkTensor("k", k, shape);
-  checkTensor("v", v, shape);
-  checkTensor("dOut", dOut, shape);
+  checkTensors(shape, { q, k, v, dOut });
   const { dq, dk, dv } = _backwardF64(q, k, v, dOut, p);
   return { dq: Float32Array.from(dq), dk: Float32Array.from(dk), dv: Float32Array.from(dv) };
 }
