@@ -23,11 +23,21 @@
 
 import type { Activation } from "./attention_options.ts";
 import { getPipeline } from "./device.ts";
+import {
+  accumulateWgsl,
+  dotsWgsl,
+  each,
+  FUSED_PARAMS_WGSL,
+  loaderWgsl,
+  rowEndWgsl,
+  SIGMOID4_WGSL,
+  stageTilesWgsl,
+  storerWgsl,
+} from "./wgsl.ts";
 
 /** Compile-time choices of a fused forward kernel (each gives its own WGSL). */
 export interface FusedForwardConfig {
   activation: Activation;
-  causal: boolean;
   headDim: number;
   precision: "f32" | "f16";
   /** Query rows each invocation owns (R). Compiled in: the rows' state is unrolled. */
@@ -75,15 +85,23 @@ export function fusedTiles(
   const rowsPerLane = software ? (d4 <= 32 ? 8 : 2) : 1;
   // Workgroup memory grows linearly with the key tile: bytes per key, from the storage formula.
   const bytesPerKey = fusedStorageBytes(activation, headDim, { lanes, rowsPerLane, keys: 1 });
+  return { lanes, rowsPerLane, keys: stagedRows(bytesPerKey, storageBytes, headDim) };
+}
+
+/**
+ * The most rows (at most 64, a multiple of 4: the inner loops take rows four
+ * at a time) of `bytesPerRow` each that fit the workgroup memory the kernels
+ * plan for: `storageBytes`, never more than 16 KiB.
+ */
+export function stagedRows(bytesPerRow: number, storageBytes: number, headDim: number): number {
   const budget = Math.min(storageBytes, FUSED_STORAGE_BUDGET);
-  // Keys go four at a time through the inner loops, so the tile is a multiple of 4.
-  const keys = Math.min(_MAX_KEYS, Math.floor(budget / bytesPerKey / 4) * 4);
-  if (keys < 4) {
+  const rows = Math.min(_MAX_KEYS, Math.floor(budget / bytesPerRow / 4) * 4);
+  if (rows < 4) {
     throw new RangeError(
-      `workgroup memory of ${budget} bytes cannot hold four keys of head dim ${headDim}`,
+      `workgroup memory of ${budget} bytes cannot hold four rows of head dim ${headDim}`,
     );
   }
-  return { lanes, rowsPerLane, keys };
+  return rows;
 }
 
 /** Workgroup memory (bytes) a fused kernel with these tiles uses. */
@@ -97,78 +115,14 @@ export function fusedStorageBytes(
   return 2 * tiles.keys * d4 * 16 + scores;
 }
 
-/** WGSL of a function `name(row, d4) -> vec4<f32>` reading 4 features of one row of `buffer`. */
-function _loader(name: string, buffer: string, D: number): string {
-  if (D % 4 === 0) {
-    return `fn ${name}(row: u32, d4: u32) -> vec4<f32> { return vec4<f32>(${buffer}[row * D4 + d4]); }`;
-  }
-  // D is not a multiple of 4: the last vec4 of a row is padded with zeros.
-  return `fn ${name}(row: u32, d4: u32) -> vec4<f32> {
-  let o = row * D + d4 * 4u;
-  var x = vec4<f32>(f32(${buffer}[o]), 0.0, 0.0, 0.0);
-  if (d4 * 4u + 1u < D) { x.y = f32(${buffer}[o + 1u]); }
-  if (d4 * 4u + 2u < D) { x.z = f32(${buffer}[o + 2u]); }
-  if (d4 * 4u + 3u < D) { x.w = f32(${buffer}[o + 3u]); }
-  return x;
-}`;
-}
-
-/** WGSL of `storeOut(row, d4, x)`, the inverse of {@linkcode _loader} for the output. */
-function _storer(D: number, T: string): string {
-  if (D % 4 === 0) {
-    return `fn storeOut(row: u32, d4: u32, x: vec4<f32>) { out[row * D4 + d4] = vec4<${T}>(x); }`;
-  }
-  return `fn storeOut(row: u32, d4: u32, x: vec4<f32>) {
-  let o = row * D + d4 * 4u;
-  out[o] = ${T}(x.x);
-  if (d4 * 4u + 1u < D) { out[o + 1u] = ${T}(x.y); }
-  if (d4 * 4u + 2u < D) { out[o + 2u] = ${T}(x.z); }
-  if (d4 * 4u + 3u < D) { out[o + 3u] = ${T}(x.w); }
-}`;
-}
-
-/** `body(0) … body(n-1)` joined as lines: the generator unrolls every loop over rows and head dim. */
-function _each(n: number, body: (i: number) => string, indent: string): string {
-  return Array.from({ length: n }, (_, i) => indent + body(i)).join("\n");
-}
-
 /**
  * WGSL: for each of the R rows, `s4_r` = the scores of keys j..j+3 of the
  * staged tile (plus `init`) and `valid_r` = which of them row r may see.
- * Each staged key vec4 is read once and feeds all R rows.
  */
 function _scores(init: string, D4: number, R: number): string {
-  const dots = (r: number) =>
-    `s4_${r} += vec4<f32>(dot(qi[${r}][d], key0), dot(qi[${r}][d], key1), dot(qi[${r}][d], key2), dot(qi[${r}][d], key3));`;
-  return `${_each(R, (r) => `var s4_${r} = vec4<f32>(${init});`, "      ")}
-${
-    _each(D4, (d) =>
-      `{
-        let d = ${d}u;
-        let key0 = kTile[j * D4 + d];
-        let key1 = kTile[(j + 1u) * D4 + d];
-        let key2 = kTile[(j + 2u) * D4 + d];
-        let key3 = kTile[(j + 3u) * D4 + d];
-${_each(R, dots, "        ")}
-      }`, "      ")
-  }
+  return `${dotsWgsl("s4", "qi", "kTile", init, D4, R)}
       let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
-${_each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}`;
-}
-
-/** WGSL: `acc[r] += Σ_c p4_r[c] · v_{j+c}` for each row r; each staged value vec4 read once. */
-function _accumulate(D4: number, R: number): string {
-  const fma = (r: number) =>
-    `acc[${r}][d] += p4_${r}.x * val0 + p4_${r}.y * val1 + p4_${r}.z * val2 + p4_${r}.w * val3;`;
-  return _each(D4, (d) =>
-    `{
-        let d = ${d}u;
-        let val0 = vTile[j * D4 + d];
-        let val1 = vTile[(j + 1u) * D4 + d];
-        let val2 = vTile[(j + 2u) * D4 + d];
-        let val3 = vTile[(j + 3u) * D4 + d];
-${_each(R, fma, "        ")}
-      }`, "      ");
+${each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}`;
 }
 
 /** Softmax over one staged tile: scores to scratch, raise the max, rescale once, accumulate. */
@@ -178,7 +132,7 @@ function _softmaxTile(D4: number, R: number): string {
     for (var j = 0u; j < jEnd; j += 4u) {
 ${_scores("0.0", D4, R)}
 ${
-    _each(R, (r) =>
+    each(R, (r) =>
       `{
         let sv = select(vec4<f32>(-3.0e38), s4_${r}, valid_${r});
         ${slot(r)} = sv;
@@ -188,24 +142,24 @@ ${
     }
     // Rescale what was accumulated against the old max, once per tile.
 ${
-    _each(R, (r) =>
+    each(R, (r) =>
       `{
       let alpha = exp(m[${r}] - tileMax[${r}]);
       m[${r}] = tileMax[${r}];
       l[${r}] *= alpha;
-${_each(D4, (d) => `acc[${r}][${d}] *= alpha;`, "      ")}
+${each(D4, (d) => `acc[${r}][${d}] *= alpha;`, "      ")}
     }`, "    ")
   }
     for (var j = 0u; j < jEnd; j += 4u) {
       let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${
-    _each(R, (r) =>
+    each(R, (r) =>
       `let p4_${r} = select(vec4<f32>(0.0), exp(${
         slot(r)
       } - m[${r}]), keys4 < vec4<u32>(rowEnd[${r}]));
       l[${r}] += p4_${r}.x + p4_${r}.y + p4_${r}.z + p4_${r}.w;`, "      ")
   }
-${_accumulate(D4, R)}
+${accumulateWgsl("acc", "p4", "vTile", D4, R)}
     }`;
 }
 
@@ -213,8 +167,8 @@ ${_accumulate(D4, R)}
 function _sigmoidTile(D4: number, R: number): string {
   return `    for (var j = 0u; j < jEnd; j += 4u) {
 ${_scores("b", D4, R)}
-${_each(R, (r) => `let p4_${r} = select(vec4<f32>(0.0), sigmoid4(s4_${r}), valid_${r});`, "      ")}
-${_accumulate(D4, R)}
+${each(R, (r) => `let p4_${r} = select(vec4<f32>(0.0), sigmoid4(s4_${r}), valid_${r});`, "      ")}
+${accumulateWgsl("acc", "p4", "vTile", D4, R)}
     }`;
 }
 
@@ -230,19 +184,14 @@ ${_accumulate(D4, R)}
  * 5 lse (`[B,H,S]` f32, softmax only).
  */
 export function fusedForwardWgsl(config: FusedForwardConfig): string {
-  const { activation, causal, headDim: D, precision, rowsPerLane: R } = config;
+  const { activation, headDim: D, precision, rowsPerLane: R } = config;
   const T = precision === "f16" ? "f16" : "f32";
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
   const softmax = activation === "softmax";
   const D4 = Math.ceil(D / 4);
   return /* wgsl */ `// ${fusedForwardLabel(config)}
 ${precision === "f16" ? "enable f16;\n" : ""}
-struct Params {
-  seqLen: u32,  // S
-  scale: f32,   // s_ij = scale · q_i·k_j
-  bias: f32,    // sigmoid bias b
-  _pad: u32,
-}
+${FUSED_PARAMS_WGSL}
 
 const D: u32 = ${D}u;    // head dim
 const D4: u32 = ${D4}u;  // head dim in vec4s (the last one zero-padded)
@@ -263,22 +212,15 @@ ${
       ? "var<workgroup> sTile: array<vec4<f32>, BK / 4u * R * WG>;  // [BK/4, R, WG] this tile's scores\n"
       : ""
   }
-${_loader("loadQ", "q", D)}
-${_loader("loadK", "k", D)}
-${_loader("loadV", "v", D)}
-${_storer(D, T)}
-${
-    softmax ? "" : `
-// σ(x) without overflow: exp of a non-positive number only; exactly 0 or 1 when saturated.
-fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
-  let e = exp(-abs(x));
-  return select(e, vec4<f32>(1.0), x >= vec4<f32>(0.0)) / (1.0 + e);
-}
-`
-  }
+${loaderWgsl("loadQ", "q", D)}
+${loaderWgsl("loadK", "k", D)}
+${loaderWgsl("loadV", "v", D)}
+${storerWgsl("storeOut", "out", D, T)}
+${softmax ? "" : SIGMOID4_WGSL}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let S = params.seqLen;
+  let causal = params.causal != 0u;
   let rowBase = wid.y * S;        // first row of this (batch, head)
   let row0 = wid.x * WG * R;      // first query row of this workgroup
   // This invocation's rows: i[r] = row0 + r·WG + lid.
@@ -286,12 +228,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var qi: array<array<vec4<f32>, D4>, R>;   // scaled query rows
   var acc: array<array<vec4<f32>, D4>, R>;  // Σ_j p_ij v_j
 ${
-    _each(
+    each(
       R,
       (r) =>
         `i[${r}] = row0 + ${r}u * WG + lid;
   if (i[${r}] < S) {
-${_each(D4, (d) => `qi[${r}][${d}] = params.scale * loadQ(rowBase + i[${r}], ${d}u);`, "    ")}
+${each(D4, (d) => `qi[${r}][${d}] = params.scale * loadQ(rowBase + i[${r}], ${d}u);`, "    ")}
   }`,
       "  ",
     )
@@ -300,59 +242,35 @@ ${
     softmax
       ? `  var m: array<f32, R>;  // running row max (finite: WGSL has no portable -inf)
   var l: array<f32, R>;  // running row sum of exp(s - m)
-${_each(R, (r) => `m[${r}] = -3.0e38;`, "  ")}`
+${each(R, (r) => `m[${r}] = -3.0e38;`, "  ")}`
       : "  let b = params.bias;"
   }
 
   // Keys this workgroup can see: all of them, or up to its last row if causal.
-  let keyEnd = ${causal ? "min(S, row0 + WG * R)" : "S"};
+  let keyEnd = select(S, min(S, row0 + WG * R), causal);
   for (var k0 = 0u; k0 < keyEnd; k0 += BK) {
-    workgroupBarrier();  // everyone is done with the previous tile
-    for (var e = lid; e < BK * D4; e += WG) {
-      let j = k0 + e / D4;
-      var kx = vec4<f32>();
-      var vx = vec4<f32>();
-      if (j < S) {
-        kx = loadK(rowBase + j, e % D4);
-        vx = loadV(rowBase + j, e % D4);
-      }
-      kTile[e] = kx;
-      vTile[e] = vx;
-    }
+${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
     workgroupBarrier();
 
     // The loops take keys four at a time (one vec4 of scores per row). Their
     // bound jEnd is the same for the whole workgroup; row r masks the keys it
     // must not see, j ≥ rowEnd[r], to a weight of exactly 0.
     let jEnd = min(BK, keyEnd - k0);
-    var rowEnd: array<u32, R>;
-${
-    _each(
-      R,
-      (r) =>
-        causal
-          ? `rowEnd[${r}] = select(0u, min(jEnd, i[${r}] + 1u - k0), i[${r}] >= k0);`
-          : `rowEnd[${r}] = jEnd;`,
-      "    ",
-    )
-  }
+${rowEndWgsl(R)}
 ${softmax ? _softmaxTile(D4, R) : _sigmoidTile(D4, R)}
   }
 
 ${
-    _each(
+    each(
       R,
       (r) =>
         `if (i[${r}] < S) {
 ${
           softmax
             ? `    let inv = 1.0 / l[${r}];
-${
-              _each(D4, (d) =>
-                `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}] * inv);`, "    ")
-            }
+${each(D4, (d) => `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}] * inv);`, "    ")}
     lse[rowBase + i[${r}]] = m[${r}] + log(l[${r}]);`
-            : _each(D4, (d) => `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}]);`, "    ")
+            : each(D4, (d) => `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}]);`, "    ")
         }
   }`,
       "  ",
@@ -362,11 +280,9 @@ ${
 `;
 }
 
-/** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.causal.d64.r8`. */
+/** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.d64.r8`. */
 export function fusedForwardLabel(config: FusedForwardConfig): string {
-  return `attention.forward.${config.activation}${
-    config.causal ? ".causal" : ""
-  }.d${config.headDim}` +
+  return `attention.forward.${config.activation}.d${config.headDim}` +
     `.r${config.rowsPerLane}` + (config.precision === "f16" ? ".f16" : "");
 }
 
