@@ -67,24 +67,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   return header + `@group(0) @binding(2) var<storage, read_write> lse: array<f32>;  // [B·H, S]
 
-var<workgroup> partial: array<f32, WG>;
-
-// Tree reduction of partial[] (max when useMax, else sum); every invocation gets the result.
-fn reduce(lid: u32, useMax: bool) -> f32 {
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      let a = partial[lid];
-      let b = partial[lid + stride];
-      partial[lid] = select(a + b, max(a, b), useMax);
-    }
-  }
-  workgroupBarrier();
-  let result = partial[0];
-  workgroupBarrier();
-  return result;
-}
-
+${_REDUCE_WGSL}
 // One workgroup per row (bh, i); the row id is spread over x and y to stay within limits.
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -113,6 +96,91 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   if (lid == 0u) { lse[row] = m + log(l); }
 }
 `;
+}
+
+/** WGSL of a workgroup tree reduction over `partial[]`, shared by the softmax kernels. */
+const _REDUCE_WGSL = `var<workgroup> partial: array<f32, WG>;
+
+// Tree reduction of partial[] (max when useMax, else sum); every invocation gets the result.
+fn reduce(lid: u32, useMax: bool) -> f32 {
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    workgroupBarrier();
+    if (lid < stride) {
+      let a = partial[lid];
+      let b = partial[lid + stride];
+      partial[lid] = select(a + b, max(a, b), useMax);
+    }
+  }
+  workgroupBarrier();
+  let result = partial[0];
+  workgroupBarrier();
+  return result;
+}`;
+
+/**
+ * WGSL of the activation's backward pass, in place on the `[B·H, S, S]`
+ * buffer `grads`: it holds `dP = dO·Vᵀ` on entry and `dS` on exit; `probs`
+ * holds the weights P the forward activation wrote (0 where masked, so
+ * masked entries get `dS = 0` without a mask test).
+ *
+ * - softmax: one workgroup per row; a tree reduction forms the row term
+ *   `Δ_i = Σ_j P_ij dP_ij`, then `dS = P ∘ (dP − Δ_i)`.
+ * - sigmoid: element-wise `dS = dP ∘ P ∘ (1 − P)`.
+ */
+export function activationBackwardWgsl(activation: Activation): string {
+  const header = `// attention.unfused.backward.${activation}
+struct Params {
+  seqLen: u32,  // S
+  rows: u32,    // B·H·S
+  bias: f32,    // (unused here)
+  _pad: u32,
+}
+override WG: u32 = ${ACTIVATION_WG}u;
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> probs: array<f32>;        // [B·H, S, S] P
+@group(0) @binding(2) var<storage, read_write> grads: array<f32>;  // [B·H, S, S] dP in, dS out
+`;
+  if (activation === "sigmoid") {
+    return header + `
+// One invocation per entry, flattened over a 2-D grid.
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let at = (wid.y * groups.x + wid.x) * WG + lid;
+  if (at >= params.rows * params.seqLen) { return; }
+  let p = probs[at];
+  grads[at] = grads[at] * p * (1.0 - p);
+}
+`;
+  }
+  return header + `${_REDUCE_WGSL}
+
+// One workgroup per row, the row id spread over x and y.
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let S = params.seqLen;
+  let row = wid.y * groups.x + wid.x;
+  if (row >= params.rows) { return; }  // uniform per workgroup
+  let base = row * S;
+  var delta = 0.0;
+  for (var j = lid; j < S; j += WG) { delta += probs[base + j] * grads[base + j]; }
+  partial[lid] = delta;
+  delta = reduce(lid, false);
+  for (var j = lid; j < S; j += WG) {
+    grads[base + j] = probs[base + j] * (grads[base + j] - delta);
+  }
+}
+`;
+}
+
+/** Builds (or takes from the cache) the pipeline of an activation's backward kernel. */
+export function activationBackwardPipeline(
+  device: GPUDevice,
+  activation: Activation,
+): Promise<GPUComputePipeline> {
+  const label = `attention.unfused.backward.${activation}`;
+  return getPipeline(device, { key: label, label, code: () => activationBackwardWgsl(activation) });
 }
 
 /** A 2-D workgroup grid of at least `count` workgroups with x within the WebGPU limit. */
