@@ -5,8 +5,11 @@
  * - {@linkcode attention} runs fused (tiled, no S×S buffer) or unfused
  *   attention on `Float32Array`s; {@linkcode attentionReference} is the same
  *   computation in plain TypeScript with f64 sums.
- * - {@linkcode AttentionPlan} runs attention on GPU buffers you own,
- *   recorded into your command encoder.
+ * - {@linkcode attentionBackward} gives the gradients `dq`, `dk`, `dv` from
+ *   fused (FlashAttention-2 style) or unfused backward kernels;
+ *   {@linkcode attentionBackwardReference} is its plain-TypeScript twin.
+ * - {@linkcode AttentionPlan} runs attention forward and backward on GPU
+ *   buffers you own, recorded into your command encoder.
  * - {@linkcode getDevice} and {@linkcode adapterReport} give the shared
  *   WebGPU device and describe its adapter.
  *
@@ -30,9 +33,12 @@ export type {
 } from "./kernels/attention_options.ts";
 export {
   attention,
+  attentionBackward,
+  type AttentionBackwardBuffers,
   type AttentionBuffers,
   attentionFlops,
   AttentionPlan,
+  type AttentionPlanOptions,
 } from "./kernels/attention.ts";
 export {
   attentionBackwardReference,
@@ -41,10 +47,12 @@ export {
 } from "./kernels/attention_reference.ts";
 export { type AdapterReport, adapterReport, getDevice } from "./kernels/device.ts";
 export {
+  type AttentionPass,
   type AttentionTiming,
   type AttentionWorkload,
   attentionWorkload,
   compareAttention,
   seededInputs,
   timeAttention,
+  type TimingOptions,
 } from "./kernels/attention_timing.ts";

@@ -22,7 +22,17 @@ import {
   type FusedTiles,
   fusedTiles,
 } from "./attention_fused.ts";
-import { ACTIVATION_WG, activationPipeline, grid2d } from "./attention_unfused.ts";
+import {
+  type BackwardKernel,
+  fusedBackwardPipeline,
+  fusedBackwardTiles,
+} from "./attention_fused_backward.ts";
+import {
+  ACTIVATION_WG,
+  activationBackwardPipeline,
+  activationPipeline,
+  grid2d,
+} from "./attention_unfused.ts";
 import { MatmulPlan } from "./matmul.ts";
 import {
   _assertDeviceAlive,
@@ -33,6 +43,7 @@ import {
   readBuffer,
   uploadBuffer,
 } from "./device.ts";
+import type { AttentionGradients } from "./attention_reference.ts";
 
 /**
  * GPU buffers of one forward call, all `[B,H,S,D]` except `lse`.
@@ -73,6 +84,71 @@ export interface AttentionBuffers {
    * it); ignored by sigmoid. When omitted the plan writes to a scratch buffer.
    */
   lse?: GPUBuffer;
+}
+
+/**
+ * GPU buffers of one backward call, all `[B,H,S,D]` except `lse`. The pass
+ * reads q, k, v, out, lse and dOut and writes dq, dk, dv; the gradient
+ * buffers belong to the caller and are overwritten (not accumulated into).
+ *
+ * @example
+ * ```ts
+ * import { type AttentionBackwardBuffers, AttentionPlan } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 1, seqLen: 8, headDim: 4 };
+ * const plan = await AttentionPlan.create(shape, { activation: "softmax" }, { backward: true });
+ * const make = (size: number) => plan.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE });
+ * const t = () => make(plan.tensorBytes);
+ * const buffers: AttentionBackwardBuffers = {
+ *   q: t(), k: t(), v: t(), out: t(), lse: make(8 * 4), dOut: t(), dq: t(), dk: t(), dv: t(),
+ * };
+ * const encoder = plan.device.createCommandEncoder();
+ * plan.encodeForward(encoder, buffers); // writes out and lse
+ * plan.encodeBackward(encoder, buffers); // reads them, writes dq, dk, dv
+ * plan.device.queue.submit([encoder.finish()]);
+ * plan.destroy();
+ * ```
+ */
+export interface AttentionBackwardBuffers {
+  /** Queries, read. */
+  q: GPUBuffer;
+  /** Keys, read. */
+  k: GPUBuffer;
+  /** Values, read. */
+  v: GPUBuffer;
+  /** The forward output for these q, k, v, read (softmax forms `Δ_i = dO_i·O_i` from it). */
+  out: GPUBuffer;
+  /**
+   * `[B,H,S]` f32 row logsumexp the forward pass wrote for these q, k, v.
+   * Required for softmax; ignored by sigmoid.
+   */
+  lse?: GPUBuffer;
+  /** Gradient of the loss with respect to `out`, read. */
+  dOut: GPUBuffer;
+  /** Written: gradient with respect to q. */
+  dq: GPUBuffer;
+  /** Written: gradient with respect to k. */
+  dk: GPUBuffer;
+  /** Written: gradient with respect to v. */
+  dv: GPUBuffer;
+}
+
+/**
+ * Options of {@linkcode AttentionPlan.create} beyond the attention options.
+ *
+ * @example
+ * ```ts
+ * import type { AttentionPlanOptions } from "@sigmax/sigmax";
+ * const forTraining: AttentionPlanOptions = { backward: true };
+ * console.log(forTraining);
+ * ```
+ */
+export interface AttentionPlanOptions {
+  /**
+   * Also build the backward pass (its pipelines and scratch), so that
+   * {@linkcode AttentionPlan.encodeBackward} can be used. Default false: a
+   * forward-only plan compiles only the forward kernels.
+   */
+  backward?: boolean;
 }
 
 /**
@@ -129,6 +205,10 @@ export class AttentionPlan {
   readonly tensorBytes: number;
   /** FLOPs of one forward pass (see {@linkcode attentionFlops}). */
   readonly forwardFlops: number;
+  /** FLOPs of one backward pass: 2.5× the forward, FlashAttention's convention. */
+  readonly backwardFlops: number;
+  /** Whether the plan was created with `backward: true`. */
+  readonly hasBackward: boolean;
 
   #uniform: GPUBuffer;
   #scratch: GPUBuffer[] = [];
@@ -141,6 +221,22 @@ export class AttentionPlan {
     activation: GPUComputePipeline;
     groups: [number, number];
   };
+  #fusedBackward?: {
+    dq: GPUComputePipeline;
+    dkv: GPUComputePipeline;
+    dqGroups: [number, number];
+    dkvGroups: [number, number];
+    delta?: GPUBuffer; // [B,H,S] f32, softmax's Δ_i
+  };
+  #unfusedBackward?: {
+    grads: GPUBuffer; // [B·H, S, S]: dP, then dS in place
+    dv: MatmulPlan; // Pᵀ·dO
+    dp: MatmulPlan; // dO·Vᵀ
+    dq: MatmulPlan; // scale·dS·K
+    dk: MatmulPlan; // scale·dSᵀ·Q
+    activation: GPUComputePipeline;
+    groups: [number, number];
+  };
   /** Per pipeline, the last bind group built: reused while the caller passes the same buffers. */
   #bindGroups = new Map<GPUComputePipeline, { buffers: GPUBuffer[]; group: GPUBindGroup }>();
 
@@ -148,12 +244,15 @@ export class AttentionPlan {
     device: GPUDevice,
     shape: AttentionShape,
     options: ResolvedAttentionOptions,
+    backward: boolean,
   ) {
     this.device = device;
+    this.hasBackward = backward;
     this.shape = Object.freeze({ ...shape });
     this.options = Object.freeze({ ...options });
     this.tensorBytes = _tensorBytes(shape, options.precision);
     this.forwardFlops = attentionFlops(shape, options.causal);
+    this.backwardFlops = 2.5 * this.forwardFlops;
     this.#uniform = device.createBuffer({
       label: "attention.params",
       size: 16,
@@ -164,11 +263,22 @@ export class AttentionPlan {
   /**
    * Checks the shape and options (throwing `RangeError`/`TypeError` before any
    * GPU work), compiles the pipelines (cached per device) and allocates the
-   * plan's uniforms and scratch.
+   * plan's uniforms and scratch. With `{ backward: true }` the plan can also
+   * record the backward pass.
    */
-  static async create(shape: AttentionShape, options: AttentionOptions): Promise<AttentionPlan> {
+  static async create(
+    shape: AttentionShape,
+    options: AttentionOptions,
+    planOptions: AttentionPlanOptions = {},
+  ): Promise<AttentionPlan> {
     checkShape(shape);
     const resolved = resolveOptions(shape, options);
+    const backward = planOptions.backward ?? false;
+    if (typeof backward !== "boolean") {
+      throw new TypeError(
+        `planOptions.backward must be a boolean, got ${JSON.stringify(backward)}`,
+      );
+    }
     const device = options.device ?? await getDevice();
     const bh = shape.batch * shape.heads;
     const scoreBytes = resolved.implementation === "unfused" ? bh * shape.seqLen ** 2 * 4 : 0;
@@ -190,18 +300,31 @@ export class AttentionPlan {
       device.limits.maxComputeWorkgroupStorageSize,
       isSoftwareDevice(device),
     );
-    const rows = tiles.lanes * tiles.rowsPerLane; // query rows per fused workgroup
-    const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
-    if (resolved.implementation === "fused" && Math.ceil(shape.seqLen / rows) > maxGroups) {
-      throw new RangeError(
-        `shape.seqLen must be at most ${maxGroups * rows} on this device (one workgroup per ` +
-          `${rows} query rows), got ${shape.seqLen}`,
+    const backwardTiles = (kernel: BackwardKernel) =>
+      fusedBackwardTiles(
+        kernel,
+        resolved.activation,
+        shape.headDim,
+        device.limits.maxComputeWorkgroupStorageSize,
+        isSoftwareDevice(device),
       );
+    const allTiles = { forward: tiles, dq: backwardTiles("dq"), dkv: backwardTiles("dkv") };
+    if (resolved.implementation === "fused") {
+      const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+      for (const used of backward ? [tiles, allTiles.dq, allTiles.dkv] : [tiles]) {
+        const rows = used.lanes * used.rowsPerLane; // rows per fused workgroup
+        if (Math.ceil(shape.seqLen / rows) > maxGroups) {
+          throw new RangeError(
+            `shape.seqLen must be at most ${maxGroups * rows} on this device (one workgroup ` +
+              `per ${rows} rows), got ${shape.seqLen}`,
+          );
+        }
+      }
     }
     _assertDeviceAlive(device);
-    const plan = new AttentionPlan(device, shape, resolved);
+    const plan = new AttentionPlan(device, shape, resolved, backward);
     try {
-      await plan.#build(tiles);
+      await plan.#build(allTiles);
     } catch (error) {
       plan.destroy();
       throw error;
@@ -209,7 +332,9 @@ export class AttentionPlan {
     return plan;
   }
 
-  async #build(tiles: FusedTiles): Promise<void> {
+  async #build(
+    tiles: { forward: FusedTiles; dq: FusedTiles; dkv: FusedTiles },
+  ): Promise<void> {
     const { device, shape, options } = this;
     const { seqLen: S, headDim: D } = shape;
     const bh = shape.batch * shape.heads;
@@ -219,17 +344,36 @@ export class AttentionPlan {
       const f = new Float32Array(params);
       f[1] = options.scale;
       f[2] = options.sigmoidBias;
+      new Uint32Array(params)[3] = options.causal ? 1 : 0;
       device.queue.writeBuffer(this.#uniform, 0, params);
       const config: Omit<FusedForwardConfig, "rowsPerLane"> = {
         activation: options.activation,
-        causal: options.causal,
         headDim: D,
         precision: options.precision,
       };
+      const groups = (t: FusedTiles): [number, number] => [
+        Math.ceil(S / (t.lanes * t.rowsPerLane)),
+        bh,
+      ];
       this.#fused = {
-        pipeline: await fusedForwardPipeline(device, config, tiles),
-        groups: [Math.ceil(S / (tiles.lanes * tiles.rowsPerLane)), bh],
+        pipeline: await fusedForwardPipeline(device, config, tiles.forward),
+        groups: groups(tiles.forward),
       };
+      if (this.hasBackward) {
+        const [dq, dkv] = await Promise.all([
+          fusedBackwardPipeline(device, { ...config, kernel: "dq" }, tiles.dq),
+          fusedBackwardPipeline(device, { ...config, kernel: "dkv" }, tiles.dkv),
+        ]);
+        this.#fusedBackward = {
+          dq,
+          dkv,
+          dqGroups: groups(tiles.dq),
+          dkvGroups: groups(tiles.dkv),
+          delta: options.activation === "softmax"
+            ? this.#own(createStorageBuffer(device, this.#lseBytes(), "attention.delta"))
+            : undefined,
+        };
+      }
       return;
     }
     // Unfused: [B·H,S,D]·[B·H,S,D]ᵀ → scores [B·H,S,S] → activation → ·[B·H,S,D].
@@ -248,6 +392,18 @@ export class AttentionPlan {
       ? grid2d(rows, maxGroups) // one workgroup per row
       : grid2d(Math.ceil(rows * S / ACTIVATION_WG), maxGroups); // one invocation per score
     this.#unfused = { scores, qk, pv, activation, groups };
+    if (!this.hasBackward) return;
+    // Backward: P recomputed into `scores`, then dV = Pᵀ·dO, dP = dO·Vᵀ into `grads`,
+    // dS in place, dQ = scale·dS·K, dK = scale·dSᵀ·Q.
+    const grads = this.#own(createStorageBuffer(device, bh * S * S * 4, "attention.grads"));
+    const [dv, dp, dq, dk, activationBackward] = await Promise.all([
+      MatmulPlan.create(device, { batch: bh, m: S, n: D, k: S, transA: true }),
+      MatmulPlan.create(device, { batch: bh, m: S, n: S, k: D, transB: true }),
+      MatmulPlan.create(device, { batch: bh, m: S, n: D, k: S }, options.scale),
+      MatmulPlan.create(device, { batch: bh, m: S, n: D, k: S, transA: true }, options.scale),
+      activationBackwardPipeline(device, options.activation),
+    ]);
+    this.#unfusedBackward = { grads, dv, dp, dq, dk, activation: activationBackward, groups };
   }
 
   #own(buffer: GPUBuffer): GPUBuffer {
@@ -291,6 +447,60 @@ export class AttentionPlan {
     pv.encode(encoder, scores, buffers.v, buffers.out);
   }
 
+  /**
+   * Records the backward pass into `encoder` (the plan must have been created
+   * with `{ backward: true }`): reads q, k, v, out, lse (softmax) and dOut,
+   * writes dq, dk, dv. `out` and `lse` must be what {@linkcode encodeForward}
+   * wrote for the same q, k, v. The fused pass recomputes the weights tile by
+   * tile; the unfused one recomputes P into its S×S scratch.
+   */
+  encodeBackward(encoder: GPUCommandEncoder, buffers: AttentionBackwardBuffers): void {
+    if (!this.hasBackward) {
+      throw new TypeError(
+        "this AttentionPlan was created without the backward pass; create it with " +
+          "AttentionPlan.create(shape, options, { backward: true })",
+      );
+    }
+    for (const name of ["q", "k", "v", "out", "dOut", "dq", "dk", "dv"] as const) {
+      checkBufferSize(`buffers.${name}`, buffers[name], this.tensorBytes);
+    }
+    const softmax = this.options.activation === "softmax";
+    if (softmax) {
+      if (!buffers.lse) {
+        throw new TypeError(
+          "buffers.lse is required by the softmax backward pass: pass the [B,H,S] f32 buffer " +
+            "that encodeForward wrote the row logsumexp to",
+        );
+      }
+      checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
+    }
+    const { q, k, v, out, dOut, dq, dk, dv } = buffers;
+    if (this.#fusedBackward) {
+      const f = this.#fusedBackward;
+      const uniform = this.#uniform;
+      const dqEntries = [uniform, q, k, v, dOut, dq];
+      const dkvEntries = [uniform, q, k, v, dOut, dk, dv];
+      if (softmax) {
+        dqEntries.push(out, buffers.lse!, f.delta!);
+        dkvEntries.push(buffers.lse!, f.delta!);
+      }
+      this.#dispatch(encoder, f.dq, dqEntries, f.dqGroups); // writes Δ for dkv
+      this.#dispatch(encoder, f.dkv, dkvEntries, f.dkvGroups);
+      return;
+    }
+    const { scores, qk, activation, groups } = this.#unfused!;
+    const u = this.#unfusedBackward!;
+    qk.encode(encoder, q, k, scores);
+    const entries = [this.#uniform, scores];
+    if (softmax) entries.push(this.#lse());
+    this.#dispatch(encoder, activation, entries, groups);
+    u.dv.encode(encoder, scores, dOut, dv);
+    u.dp.encode(encoder, dOut, v, u.grads);
+    this.#dispatch(encoder, u.activation, [this.#uniform, scores, u.grads], u.groups);
+    u.dq.encode(encoder, u.grads, k, dq);
+    u.dk.encode(encoder, u.grads, q, dk);
+  }
+
   /** Records one compute pass of `pipeline` over `buffers` (bindings 0, 1, …). */
   #dispatch(
     encoder: GPUCommandEncoder,
@@ -322,6 +532,7 @@ export class AttentionPlan {
     this.#bindGroups.clear();
     this.#unfused?.qk.destroy();
     this.#unfused?.pv.destroy();
+    for (const m of ["dv", "dp", "dq", "dk"] as const) this.#unfusedBackward?.[m].destroy();
   }
 }
 
@@ -391,17 +602,92 @@ export async function attention(
     const encoder = device.createCommandEncoder({ label: "attention" });
     plan.encodeForward(encoder, { q: bq, k: bk, v: bv, out });
     device.queue.submit([encoder.finish()]);
-    const bytes = await readBuffer(device, out, plan.tensorBytes);
-    if (precision === "f32") return new Float32Array(bytes);
-    const result = Float32Array.from(new Float16Array(bytes));
-    if (!result.every(Number.isFinite)) {
-      throw new RangeError(
-        'the attention output exceeds f16\'s range (65504) with options.precision "f16"; use "f32"',
-      );
-    }
-    return result;
+    return await _readTensor(plan, out, "the attention output");
   } finally {
     for (const buffer of buffers) buffer.destroy();
+    plan.destroy();
+  }
+}
+
+/** Reads a `[B,H,S,D]` tensor of the plan's precision back as f32; f16 overflow throws. */
+async function _readTensor(plan: AttentionPlan, buffer: GPUBuffer, what: string) {
+  const bytes = await readBuffer(plan.device, buffer, plan.tensorBytes);
+  if (plan.options.precision === "f32") return new Float32Array(bytes);
+  const result = Float32Array.from(new Float16Array(bytes));
+  if (!result.every(Number.isFinite)) {
+    throw new RangeError(
+      `${what} exceeds f16's range (65504) with options.precision "f16"; use "f32"`,
+    );
+  }
+  return result;
+}
+
+/**
+ * Gradients of attention on the GPU: runs the forward pass of
+ * {@linkcode attention} (keeping what the backward pass needs), then the
+ * backward pass for the output gradient `dOut`, and returns `dq`, `dk`, `dv`
+ * (`[B,H,S,D]` `Float32Array`s). Bad input throws a `RangeError`/`TypeError`
+ * before any GPU work.
+ *
+ * @example
+ * ```ts
+ * import { attentionBackward, attentionBackwardReference } from "@sigmax/sigmax";
+ * const shape = { batch: 1, heads: 2, seqLen: 5, headDim: 4 };
+ * const wave = (f: (i: number) => number) => Float32Array.from({ length: 40 }, (_, i) => f(i));
+ * const [q, k, v, dOut] = [Math.sin, Math.cos, (i: number) => i / 40, (i: number) => 1 - i / 20]
+ *   .map(wave);
+ * const options = { activation: "sigmoid", causal: true } as const;
+ * const { dq, dk, dv } = await attentionBackward(q, k, v, dOut, shape, options);
+ * const ref = attentionBackwardReference(q, k, v, dOut, shape, options);
+ * console.log(Math.max(...dk.map((x, i) => Math.abs(x - ref.dk[i])))); // ~1e-7
+ * console.log(dq.length, dv.length); // 40 40
+ * ```
+ */
+export async function attentionBackward(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  dOut: Float32Array,
+  shape: AttentionShape,
+  options: AttentionOptions,
+): Promise<AttentionGradients> {
+  checkShape(shape);
+  checkTensors(shape, { q, k, v, dOut });
+  if (resolveOptions(shape, options).precision === "f16") {
+    for (const [name, x] of [["q", q], ["k", k], ["v", v], ["dOut", dOut]] as const) {
+      _checkF16Range(name, x);
+    }
+  }
+  const plan = await AttentionPlan.create(shape, options, { backward: true });
+  const { device } = plan;
+  const { precision } = plan.options;
+  const upload = (name: string, x: Float32Array) =>
+    uploadBuffer(device, toStorage(x, precision), `attention.${name}`);
+  const tensor = (name: string) =>
+    createStorageBuffer(device, plan.tensorBytes, `attention.${name}`);
+  const buffers: AttentionBackwardBuffers = {
+    q: upload("q", q),
+    k: upload("k", k),
+    v: upload("v", v),
+    dOut: upload("dOut", dOut),
+    out: tensor("out"),
+    lse: createStorageBuffer(device, shape.batch * shape.heads * shape.seqLen * 4, "attention.lse"),
+    dq: tensor("dq"),
+    dk: tensor("dk"),
+    dv: tensor("dv"),
+  };
+  try {
+    const encoder = device.createCommandEncoder({ label: "attention.backward" });
+    plan.encodeForward(encoder, buffers);
+    plan.encodeBackward(encoder, buffers);
+    device.queue.submit([encoder.finish()]);
+    return {
+      dq: await _readTensor(plan, buffers.dq, "the gradient dq"),
+      dk: await _readTensor(plan, buffers.dk, "the gradient dk"),
+      dv: await _readTensor(plan, buffers.dv, "the gradient dv"),
+    };
+  } finally {
+    for (const buffer of Object.values(buffers)) buffer.destroy();
     plan.destroy();
   }
 }

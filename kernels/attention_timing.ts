@@ -8,7 +8,7 @@
  */
 
 import { type AttentionOptions, type AttentionShape, tensorLength } from "./attention_options.ts";
-import { type AttentionBuffers, AttentionPlan, toStorage } from "./attention.ts";
+import { type AttentionBackwardBuffers, AttentionPlan, toStorage } from "./attention.ts";
 import {
   createStorageBuffer,
   measureSubmit,
@@ -30,19 +30,31 @@ import {
  *   { batch: 1, heads: 1, seqLen: 32, headDim: 8 },
  *   { activation: "softmax", causal: true },
  * );
- * console.log(work.plan.forwardFlops, await work.run());
+ * console.log(work.flops, await work.run());
  * work.destroy();
  * ```
  */
 export interface AttentionWorkload {
   /** The compiled plan (shape, resolved options, FLOPs). */
   plan: AttentionPlan;
-  /** The resident q, k, v and out buffers. */
-  buffers: AttentionBuffers;
+  /** The pass this workload runs. */
+  pass: AttentionPass;
+  /** FLOPs of one run of the pass (FlashAttention's convention). */
+  flops: number;
   /**
-   * Submits one forward pass, waits for the GPU, and returns its time in ms:
-   * from GPU timestamps where the device has `timestamp-query` and they read
-   * sane values, else from submit to `onSubmittedWorkDone()`.
+   * The resident buffers: q, k, v, out and lse, plus (for the backward pass)
+   * dOut, dq, dk and dv. The forward pass has run once on them, so that out
+   * and lse are what the backward pass expects.
+   */
+  buffers:
+    & Partial<AttentionBackwardBuffers>
+    & Pick<AttentionBackwardBuffers, "q" | "k" | "v" | "out">;
+  /** Records one run of the pass into `encoder`. */
+  encode(encoder: GPUCommandEncoder): void;
+  /**
+   * Submits one run of the pass, waits for the GPU, and returns its time in
+   * ms: from GPU timestamps where the device has `timestamp-query` and they
+   * read sane values, else from submit to `onSubmittedWorkDone()`.
    */
   run(): Promise<number>;
   /** Frees the buffers and the plan. */
@@ -70,8 +82,22 @@ export function seededInputs(length: number, seed: number): Float32Array {
 }
 
 /**
- * Builds a plan, uploads deterministic q, k, v and allocates the output, so
- * that {@linkcode AttentionWorkload.run} times the kernels alone.
+ * Which pass a workload runs: `"forward"`, or `"backward"` (dq, dk, dv from
+ * dOut, after one untimed forward pass that writes out and lse).
+ *
+ * @example
+ * ```ts
+ * import type { AttentionPass } from "@sigmax/sigmax";
+ * const both: AttentionPass[] = ["forward", "backward"];
+ * console.log(both);
+ * ```
+ */
+export type AttentionPass = "forward" | "backward";
+
+/**
+ * Builds a plan, uploads deterministic q, k, v (and dOut for the backward
+ * pass) and allocates the outputs, so that {@linkcode AttentionWorkload.run}
+ * times the kernels alone.
  *
  * @example
  * ```ts
@@ -89,8 +115,13 @@ export function seededInputs(length: number, seed: number): Float32Array {
 export async function attentionWorkload(
   shape: AttentionShape,
   options: AttentionOptions,
+  pass: AttentionPass = "forward",
 ): Promise<AttentionWorkload> {
-  const plan = await AttentionPlan.create(shape, options);
+  if (pass !== "forward" && pass !== "backward") {
+    throw new TypeError(`pass must be "forward" or "backward", got ${JSON.stringify(pass)}`);
+  }
+  const backward = pass === "backward";
+  const plan = await AttentionPlan.create(shape, options, { backward });
   const { device, tensorBytes } = plan;
   const upload = (seed: number) =>
     uploadBuffer(
@@ -98,16 +129,32 @@ export async function attentionWorkload(
       toStorage(seededInputs(tensorLength(shape), seed), plan.options.precision),
       "attention.bench.input",
     );
-  const buffers = {
+  const tensor = () => createStorageBuffer(device, tensorBytes, "attention.bench.output");
+  const lseBytes = shape.batch * shape.heads * shape.seqLen * 4;
+  const buffers: AttentionWorkload["buffers"] = {
     q: upload(1),
     k: upload(2),
     v: upload(3),
-    out: createStorageBuffer(device, tensorBytes, "attention.bench.out"),
+    out: tensor(),
+    lse: createStorageBuffer(device, lseBytes, "attention.bench.lse"),
   };
+  if (backward) {
+    Object.assign(buffers, { dOut: upload(4), dq: tensor(), dk: tensor(), dv: tensor() });
+    const encoder = device.createCommandEncoder({ label: "attention.bench.forward" });
+    plan.encodeForward(encoder, buffers);
+    device.queue.submit([encoder.finish()]);
+  }
+  const encode = backward
+    ? (encoder: GPUCommandEncoder) =>
+      plan.encodeBackward(encoder, buffers as AttentionBackwardBuffers)
+    : (encoder: GPUCommandEncoder) => plan.encodeForward(encoder, buffers);
   return {
     plan,
+    pass,
+    flops: backward ? plan.backwardFlops : plan.forwardFlops,
     buffers,
-    run: () => timeSubmit(device, (encoder) => plan.encodeForward(encoder, buffers)),
+    encode,
+    run: () => timeSubmit(device, encode),
     destroy() {
       for (const buffer of Object.values(buffers)) buffer.destroy();
       plan.destroy();
@@ -135,7 +182,7 @@ export interface AttentionTiming {
   msMin: number;
   /** Slowest timed run, ms. */
   msMax: number;
-  /** FLOPs of one forward pass divided by the median time. */
+  /** FLOPs of one run of the timed pass divided by the median time. */
   gflops: number;
   /** Every timed run, in ms. */
   samples: number[];
@@ -144,8 +191,32 @@ export interface AttentionTiming {
 }
 
 /**
- * Times the forward pass: `warmup` untimed runs (the first compiles), then the
- * median of `reps` (at least 5) timed runs.
+ * How {@linkcode timeAttention} and {@linkcode compareAttention} time.
+ *
+ * @example
+ * ```ts
+ * import { timeAttention, type TimingOptions } from "@sigmax/sigmax";
+ * const timing: TimingOptions = { warmup: 1, reps: 5, pass: "backward" };
+ * const t = await timeAttention(
+ *   { batch: 1, heads: 1, seqLen: 32, headDim: 8 },
+ *   { activation: "sigmoid", causal: true },
+ *   timing,
+ * );
+ * console.log(`backward: ${t.msMedian} ms, ${t.gflops} GFLOP/s`);
+ * ```
+ */
+export interface TimingOptions {
+  /** Untimed rounds first (the first run compiles the pipelines). Default 1. */
+  warmup?: number;
+  /** Timed rounds, at least 5. Default 5. */
+  reps?: number;
+  /** The pass to time. Default `"forward"`. */
+  pass?: AttentionPass;
+}
+
+/**
+ * Times one pass (forward by default): `warmup` untimed runs (the first
+ * compiles), then the median of `reps` (at least 5) timed runs.
  *
  * @example
  * ```ts
@@ -160,7 +231,7 @@ export interface AttentionTiming {
 export async function timeAttention(
   shape: AttentionShape,
   options: AttentionOptions,
-  timing: { warmup?: number; reps?: number } = {},
+  timing: TimingOptions = {},
 ): Promise<AttentionTiming> {
   return (await compareAttention(shape, [options], timing))[0];
 }
@@ -186,26 +257,25 @@ export async function timeAttention(
 export async function compareAttention(
   shape: AttentionShape,
   variants: AttentionOptions[],
-  timing: { warmup?: number; reps?: number } = {},
+  timing: TimingOptions = {},
 ): Promise<AttentionTiming[]> {
   const works: AttentionWorkload[] = [];
   try {
-    for (const options of variants) works.push(await attentionWorkload(shape, options));
+    for (const options of variants) {
+      works.push(await attentionWorkload(shape, options, timing.pass ?? "forward"));
+    }
     const runs = works.map(() => [] as SubmitTime[]);
     const reps = Math.max(5, timing.reps ?? 5);
     for (let round = -(timing.warmup ?? 1); round < reps; round++) {
       for (const [i, work] of works.entries()) {
-        const t = await measureSubmit(
-          work.plan.device,
-          (encoder) => work.plan.encodeForward(encoder, work.buffers),
-        );
+        const t = await measureSubmit(work.plan.device, work.encode);
         if (round >= 0) runs[i].push(t);
       }
     }
     const { clock, samples } = pickClock(runs);
     return samples.map((ms, i) => {
       const stats = summarize(ms);
-      const gflops = works[i].plan.forwardFlops / stats.msMedian / 1e6;
+      const gflops = works[i].flops / stats.msMedian / 1e6;
       return { ...stats, gflops, samples: ms, clock };
     });
   } finally {
