@@ -1,6 +1,12 @@
 /** Shared test helpers: seeded random data and tolerance checks that print their max error. */
 
 import assert from "node:assert/strict";
+import {
+  type Activation,
+  adapterReport,
+  type AttentionOptions,
+  type AttentionShape,
+} from "../mod.ts";
 
 /** Deterministic PRNG (mulberry32) returning floats in [0, 1). */
 export function rng(seed: number): () => number {
@@ -63,4 +69,58 @@ export function assertClose(
   }
   console.log(`  ${label.padEnd(60)} max |err| ${maxErr.toExponential(2)} at ${worst}`);
   return maxErr;
+}
+
+/**
+ * DESIGN.md's test grid: seqLen {1, 7, 64, 97, 257} × headDim {1, 8, 33, 64,
+ * 128, 256} × causal off and on, for one activation and implementation. Each
+ * (S, D) runs the default scale and bias with B·H = 2 and an explicit scale
+ * (1.5× wider scores) and bias -1.25 with B·H = 6, one causal and the other
+ * not, alternating so that both pairings occur across the grid. Far larger
+ * scores (|s| ~ 1e3) have their own tests.
+ */
+export function gridCases(
+  activation: Activation,
+  implementation: "fused" | "unfused",
+): { shape: AttentionShape; options: AttentionOptions }[] {
+  const cases = [];
+  for (const seqLen of [1, 7, 64, 97, 257]) {
+    for (const headDim of [1, 8, 33, 64, 128, 256]) {
+      for (const causal of [false, true]) {
+        const explicit = ((seqLen + headDim) % 2 === 0) !== causal;
+        cases.push(
+          explicit
+            ? {
+              shape: { batch: 2, heads: 3, seqLen, headDim },
+              options: {
+                activation,
+                causal,
+                implementation,
+                scale: 1.5 / Math.sqrt(headDim),
+                sigmoidBias: -1.25,
+              },
+            }
+            : {
+              shape: { batch: 1, heads: 2, seqLen, headDim },
+              options: { activation, causal, implementation },
+            },
+        );
+      }
+    }
+  }
+  return cases;
+}
+
+/**
+ * Whether the adapter has `shader-f16`, so that the f16 tests run. Without
+ * it they are skipped with a message, unless `SIGMAX_REQUIRE_F16` is set (as
+ * CI sets it): then this throws, and the skip cannot pass unnoticed.
+ */
+export async function f16Available(what: string): Promise<boolean> {
+  if ((await adapterReport()).shaderF16) return true;
+  if (Deno.env.get("SIGMAX_REQUIRE_F16")) {
+    throw new Error(`SIGMAX_REQUIRE_F16 is set but this adapter has no shader-f16 (${what})`);
+  }
+  console.log(`no shader-f16 on this adapter: the ${what} is skipped`);
+  return false;
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   attention,
+  attentionBackward,
+  attentionBackwardReference,
   type AttentionOptions,
   AttentionPlan,
   attentionReference,
@@ -206,5 +208,134 @@ Deno.test("AttentionPlan.encodeForward() rejects buffers smaller than the shape"
     );
   } finally {
     plan.destroy();
+  }
+});
+
+Deno.test("attentionBackward() rejects bad tensors and options before any GPU work", async () => {
+  for (const name of ["q", "k", "v", "dOut"] as const) {
+    const t = { q: good(), k: good(), v: good(), dOut: good() };
+    t[name] = new Float32Array(N + 1);
+    const options = { activation: "sigmoid", device: untouchable } as const;
+    await rejects(
+      () => attentionBackward(t.q, t.k, t.v, t.dOut, SHAPE, options),
+      RangeError,
+      `${name}.length must be 40`,
+      "41",
+    );
+    assert.throws(
+      () => attentionBackwardReference(t.q, t.k, t.v, t.dOut, SHAPE, options),
+      RangeError,
+    );
+  }
+  await rejects(
+    () =>
+      attentionBackward(good(), good(), good(), good(), { ...SHAPE, seqLen: 0 }, {
+        activation: "softmax",
+        device: untouchable,
+      }),
+    RangeError,
+    "shape.seqLen must be a positive integer",
+  );
+  await rejects(
+    () =>
+      attentionBackward(good(), good(), good(), good(), SHAPE, {
+        activation: "tanh",
+        device: untouchable,
+      } as unknown as AttentionOptions),
+    TypeError,
+    "options.activation",
+  );
+  const dOut = good();
+  dOut[3] = -1e5;
+  await rejects(
+    () =>
+      attentionBackward(good(), good(), good(), dOut, SHAPE, {
+        activation: "softmax",
+        precision: "f16",
+        device: untouchable,
+      }),
+    RangeError,
+    "dOut[3] = -100000 does not fit f16",
+  );
+});
+
+Deno.test("attentionBackward() rejects f16 on a device without shader-f16", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  const device = await adapter!.requestDevice({ label: "test.no-f16.backward" });
+  try {
+    await rejects(
+      () =>
+        attentionBackward(good(), good(), good(), good(), SHAPE, {
+          activation: "sigmoid",
+          precision: "f16",
+          device,
+        }),
+      RangeError,
+      "shader-f16",
+    );
+  } finally {
+    device.destroy();
+  }
+});
+
+Deno.test("AttentionPlan.encodeBackward() rejects a forward-only plan, a missing lse and small buffers", async () => {
+  const forwardOnly = await AttentionPlan.create(SHAPE, { activation: "sigmoid" });
+  const plan = await AttentionPlan.create(SHAPE, { activation: "softmax" }, { backward: true });
+  const { device } = plan;
+  const usage = GPUBufferUsage.STORAGE;
+  const full = () => device.createBuffer({ size: plan.tensorBytes, usage });
+  const buffers = {
+    q: full(),
+    k: full(),
+    v: full(),
+    out: full(),
+    dOut: full(),
+    dq: full(),
+    dk: full(),
+    dv: full(),
+  };
+  const lse = device.createBuffer({ size: 40, usage });
+  const fails = (run: () => void, type: typeof Error, message: RegExp) =>
+    assert.throws(run, (e: Error) => e instanceof type && message.test(e.message));
+  try {
+    assert.equal(forwardOnly.hasBackward, false);
+    fails(
+      () => forwardOnly.encodeBackward(device.createCommandEncoder(), buffers),
+      TypeError,
+      /created without the backward pass.*\{ backward: true \}/,
+    );
+    fails(
+      () => plan.encodeBackward(device.createCommandEncoder(), buffers),
+      TypeError,
+      /buffers\.lse is required by the softmax backward pass/,
+    );
+    for (const name of ["dOut", "dq", "dk", "dv"] as const) {
+      const small = device.createBuffer({ size: plan.tensorBytes - 4, usage });
+      fails(
+        () =>
+          plan.encodeBackward(device.createCommandEncoder(), { ...buffers, lse, [name]: small }),
+        RangeError,
+        new RegExp(`buffers\\.${name} must hold at least 160 bytes`),
+      );
+    }
+    fails(
+      () =>
+        plan.encodeBackward(device.createCommandEncoder(), {
+          ...buffers,
+          lse: device.createBuffer({ size: 16, usage }),
+        }),
+      RangeError,
+      /buffers\.lse must hold at least 40 bytes/,
+    );
+    await assert.rejects(
+      () =>
+        AttentionPlan.create(SHAPE, { activation: "softmax" }, {
+          backward: "yes",
+        } as unknown as { backward: boolean }),
+      TypeError,
+    );
+  } finally {
+    plan.destroy();
+    forwardOnly.destroy();
   }
 });

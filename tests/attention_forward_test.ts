@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   type Activation,
-  adapterReport,
   attention,
   type AttentionOptions,
   AttentionPlan,
@@ -11,7 +10,7 @@ import {
 } from "../mod.ts";
 import { attentionReferenceWithLse } from "../kernels/attention_reference.ts";
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../kernels/device.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, gridCases, randn, TOL } from "./_helpers.ts";
 
 const ACTIVATIONS: Activation[] = ["softmax", "sigmoid"];
 const IMPLEMENTATIONS = ["fused", "unfused"] as const;
@@ -39,29 +38,8 @@ for (const implementation of IMPLEMENTATIONS) {
   for (const activation of ACTIVATIONS) {
     Deno.test(`attention() matches the reference: ${implementation} ${activation}, odd sizes, causal on and off`, async () => {
       let seed = 1;
-      for (const seqLen of [1, 7, 64, 97, 257]) {
-        for (const headDim of [1, 8, 33, 64, 128, 256]) {
-          for (const causal of [false, true]) {
-            // Alternate the default and an explicit scale and bias (with B·H of 2 and 6)
-            // so that every (S, D) runs one of them causal and the other not, and both
-            // pairings occur across the grid. The explicit scale spreads the scores 1.5×
-            // wider than the default; far larger scores (|s| ~ 1e3) have their own test.
-            const explicit = ((seqLen + headDim) % 2 === 0) !== causal;
-            const shape = explicit
-              ? { batch: 2, heads: 3, seqLen, headDim }
-              : { batch: 1, heads: 2, seqLen, headDim };
-            const options: AttentionOptions = explicit
-              ? {
-                activation,
-                causal,
-                implementation,
-                scale: 1.5 / Math.sqrt(headDim),
-                sigmoidBias: -1.25,
-              }
-              : { activation, causal, implementation };
-            await checkCase(shape, options, seed++);
-          }
-        }
+      for (const { shape, options } of gridCases(activation, implementation)) {
+        await checkCase(shape, options, seed++);
       }
     });
   }
@@ -209,34 +187,4 @@ Deno.test("attention() handles causal masks: rows ignore every future key and va
       assert.ok(changedLater, "later rows do see the changed keys (the test can fail)");
     }
   }
-});
-
-const hasF16 = (await adapterReport()).shaderF16;
-if (!hasF16) console.log("no shader-f16 on this adapter: the f16 forward test is skipped");
-
-Deno.test({
-  name: "attention() in f16 matches the reference fed f16-rounded inputs",
-  ignore: !hasF16,
-  async fn() {
-    let seed = 500;
-    for (const [seqLen, headDim] of [[7, 8], [97, 33], [64, 64]]) {
-      const shape = { batch: 1, heads: 2, seqLen, headDim };
-      for (const activation of ACTIVATIONS) {
-        for (const causal of [false, true]) {
-          const [q, k, v] = inputs(shape, seed++).map((x) =>
-            Float32Array.from(Float16Array.from(x))
-          );
-          const options: AttentionOptions = { activation, causal, precision: "f16" };
-          const got = await attention(q, k, v, shape, options);
-          const ref = attentionReference(q, k, v, shape, options);
-          assertClose(
-            `f16 fused ${activation}${causal ? " causal" : ""} [1,2,${seqLen},${headDim}]`,
-            got,
-            ref,
-            TOL.f16,
-          );
-        }
-      }
-    }
-  },
 });
