@@ -9,17 +9,20 @@ import { adapterReport } from "./mod.ts";
 import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
 import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
 import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
+import { fusedBackwardTiles } from "./kernels/attention_fused_backward.ts";
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
 usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
        deno run -A cli.ts doctor         show the WebGPU adapter and its limits
-       deno run -A cli.ts model [--gpu]  the operation-count model of the forward kernels
-                                         (software-adapter costs, or GPU costs with --gpu)
+       deno run -A cli.ts model [--gpu]  the operation-count model of the kernels, forward
+                                         and backward (software-adapter costs, or GPU
+                                         costs with --gpu)
 
-demo: prints the adapter, checks fused and unfused kernels against the f64
-reference, times fused and unfused softmax and sigmoid attention, and runs a
-S=16384 forward pass to show the fused kernel's O(S·D) memory.
+demo: prints the adapter, checks fused and unfused kernels (forward and
+backward) against the f64 reference, times fused and unfused softmax and
+sigmoid attention forward and backward, and runs a S=16384 forward pass to
+show the fused kernel's O(S·D) memory.
 
 demo options:
   --seq-lens LIST   sequence lengths to time, comma-separated (default ${
@@ -30,6 +33,7 @@ demo options:
   DEMO_DEFAULTS.headDims.join(",")
 })
   --reps N          timed rounds (each runs every kernel once), at least 5 (default ${DEMO_DEFAULTS.reps})
+  --no-backward     time the forward pass only
   --no-long         skip the S=16384 long-context run
   -h, --help        show this help
 
@@ -57,6 +61,7 @@ async function main(args: string[]): Promise<number> {
       "head-dims": { type: "string" },
       reps: { type: "string" },
       "no-long": { type: "boolean" },
+      "no-backward": { type: "boolean" },
       gpu: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -81,6 +86,7 @@ async function main(args: string[]): Promise<number> {
       }
       if (values.reps !== undefined) options.reps = Math.max(5, positiveInt("reps", values.reps));
       if (values["no-long"]) options.long = false;
+      if (values["no-backward"]) options.backward = false;
       return (await runDemo(options)) ? 0 : 1;
     }
     case "doctor": {
@@ -89,13 +95,16 @@ async function main(args: string[]): Promise<number> {
     }
     case "model": {
       const software = !values.gpu;
-      const tiles = (D: number) => fusedTiles("softmax", D, FUSED_STORAGE_BUDGET, software);
-      console.log(
-        `Per-score operation counts of the forward kernels (tiles for a ${
-          software ? "software adapter" : "GPU"
-        }); cost in FMA equivalents with the ${software ? "software-adapter" : "GPU"} weights.\n`,
-      );
-      console.log(opModelTable([32, 64, 128], tiles, software ? SOFTWARE_COSTS : GPU_COSTS));
+      const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
+      const forward = (D: number) => fusedTiles("softmax", D, FUSED_STORAGE_BUDGET, software);
+      const backward = (D: number) =>
+        fusedBackwardTiles("dq", "softmax", D, FUSED_STORAGE_BUDGET, software);
+      const where = `tiles for a ${software ? "software adapter" : "GPU"}; cost in FMA ` +
+        `equivalents with the ${software ? "software-adapter" : "GPU"} weights`;
+      console.log(`Per-score operation counts of the forward kernels (${where}).\n`);
+      console.log(opModelTable([32, 64, 128], forward, costs));
+      console.log(`\nPer-score operation counts of the backward kernels (${where}).\n`);
+      console.log(opModelTable([32, 64, 128], backward, costs, "backward"));
       return 0;
     }
     default:

@@ -1,44 +1,42 @@
 /**
  * `deno bench` for the attention forward pass: per shape group, fused softmax
- * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid.
- * deno bench's own table times each iteration by wall clock. When the run
- * ends a summary gives each kernel's GFLOP/s (FlashAttention's FLOP count)
- * from GPU timestamps (where the adapter has them; deno bench's warmup
- * iteration left out) and, per group, the measured speed ratios beside those
- * the operation-count model (bench/op_model.ts) predicts.
+ * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid;
+ * f16 against f32 storage where the adapter has `shader-f16`; and sigmax's
+ * matmul at the unfused path's shapes as the roofline. deno bench's own
+ * table times each iteration by wall clock. When the run ends a summary
+ * gives each kernel's GFLOP/s (FlashAttention's FLOP count) from GPU
+ * timestamps (where the adapter has them; deno bench's warmup iteration
+ * left out) and, per group, the measured speed ratios beside those the
+ * operation-count model (bench/op_model.ts) predicts.
  *
  *     deno task bench bench/attention_forward_bench.ts
  */
 
-import {
-  adapterReport,
-  type AttentionShape,
-  type AttentionWorkload,
-  attentionWorkload,
-  getDevice,
-  seededInputs,
-} from "../mod.ts";
+import { seededInputs } from "../mod.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
-import {
-  GPU_COSTS,
-  KERNELS,
-  type ModelledKernel,
-  predictedSpeedup,
-  SOFTWARE_COSTS,
-} from "./op_model.ts";
-import { isSoftwareDevice, summarize, timeSubmit, uploadBuffer } from "../kernels/device.ts";
+import { summarize, timeSubmit, uploadBuffer } from "../kernels/device.ts";
 import { MatmulPlan, type MatmulShape } from "../kernels/matmul.ts";
+import {
+  benchAdapter,
+  benchKernelGroups,
+  kernelSummary,
+  type ShapeGroup,
+  summaryFooter,
+} from "./attention_bench_common.ts";
+import { benchPrecision, precisionSummary } from "./attention_precision.ts";
 
-// What the model needs to know about the adapter: tiles and cost table.
-const device = await getDevice();
-const software = isSoftwareDevice(device);
-const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
-const { description } = await adapterReport();
+const adapter = await benchAdapter();
+const { device } = adapter;
 const tiles = (headDim: number) =>
-  fusedTiles("softmax", headDim, device.limits.maxComputeWorkgroupStorageSize, software);
+  fusedTiles(
+    "softmax",
+    headDim,
+    device.limits.maxComputeWorkgroupStorageSize,
+    adapter.software,
+  );
 
-/** Shape groups: B=1, H=4; D=64 at S ∈ {256, 1024} causal off and on, and D ∈ {32, 128} at S=1024. */
-const GROUPS: { seqLen: number; headDim: number; causal: boolean }[] = [
+/** B=1, H=4; D=64 at S ∈ {256, 1024} causal off and on, and D ∈ {32, 128} at S=1024. */
+const GROUPS: ShapeGroup[] = [
   { seqLen: 256, headDim: 64, causal: false },
   { seqLen: 256, headDim: 64, causal: true },
   { seqLen: 1024, headDim: 32, causal: false },
@@ -46,37 +44,8 @@ const GROUPS: { seqLen: number; headDim: number; causal: boolean }[] = [
   { seqLen: 1024, headDim: 64, causal: true },
   { seqLen: 1024, headDim: 128, causal: false },
 ];
-
-/** Every timed iteration, by group and kernel. */
-const samples = new Map<string, Map<ModelledKernel, { ms: number[]; flops: number }>>();
-
-for (const { seqLen, headDim, causal } of GROUPS) {
-  const shape: AttentionShape = { batch: 1, heads: 4, seqLen, headDim };
-  const group = `B=1 H=4 S=${seqLen} D=${headDim}${causal ? " causal" : ""}`;
-  samples.set(group, new Map());
-  for (const { name, implementation, activation } of KERNELS) {
-    let work: AttentionWorkload | undefined; // built on first use, kept for every iteration
-    Deno.bench({
-      name,
-      group,
-      baseline: name === "fused softmax",
-      // Each iteration is a whole kernel (tens to hundreds of ms on a software adapter).
-      n: seqLen >= 1024 ? 5 : 20,
-      warmup: 1,
-      async fn(b) {
-        if (!work) {
-          work = await attentionWorkload(shape, { activation, causal, implementation });
-          await work.run(); // the first run compiles; keep it out of the timed region
-          samples.get(group)!.set(name, { ms: [], flops: work.plan.forwardFlops });
-        }
-        b.start();
-        const ms = await work.run();
-        b.end();
-        samples.get(group)!.get(name)!.ms.push(ms);
-      },
-    });
-  }
-}
+const kernels = benchKernelGroups("forward", GROUPS);
+const precision = adapter.shaderF16 ? benchPrecision("forward") : undefined;
 
 /**
  * The roofline: sigmax's matmul at the unfused path's two shapes (batch 4),
@@ -114,43 +83,12 @@ for (const { name, shape } of ROOFLINE) {
 }
 
 globalThis.addEventListener("unload", () => {
-  if (![...samples.values()].some((g) => g.size)) return;
-  const lines = [
-    "",
-    `summary (median of each kernel's timed runs; ratio = time(baseline) / time(kernel), model in brackets):`,
-    `${"group".padEnd(26)} ${
-      KERNELS.map((k) => `${k.implementation} ${k.activation}`.padStart(17)).join("")
-    }` +
-    `   sig/soft fused   fused/unfused softmax   fused/unfused sigmoid`,
-  ];
-  for (const { seqLen, headDim, causal } of GROUPS) {
-    const group = `B=1 H=4 S=${seqLen} D=${headDim}${causal ? " causal" : ""}`;
-    const g = samples.get(group)!;
-    if (g.size < KERNELS.length) continue;
-    // The first sample is deno bench's warmup iteration.
-    const ms = (k: ModelledKernel) => summarize(g.get(k)!.ms.slice(1)).msMedian;
-    const gflops = (k: ModelledKernel) => g.get(k)!.flops / ms(k) / 1e6;
-    const cell = (k: ModelledKernel) => `${gflops(k).toFixed(2)} GFLOP/s`.padStart(17);
-    const pair = (kernel: ModelledKernel, baseline: ModelledKernel) => {
-      const model = predictedSpeedup(kernel, baseline, headDim, tiles(headDim), costs);
-      return `${(ms(baseline) / ms(kernel)).toFixed(2)}× (${model.toFixed(2)}×)`;
-    };
-    lines.push(
-      `${group.padEnd(26)} ${KERNELS.map((k) => cell(k.name)).join("")}` +
-        `   ${pair("fused sigmoid", "fused softmax").padStart(14)}   ${
-          pair("fused softmax", "unfused softmax").padStart(21)
-        }   ${pair("fused sigmoid", "unfused sigmoid").padStart(21)}`,
-    );
-  }
+  const lines = ["", ...kernelSummary("forward", kernels, tiles, adapter.costs)];
+  if (precision) lines.push(...precisionSummary("forward", precision));
   for (const [name, { ms, flops }] of roofline) {
     const median = summarize(ms.slice(1)).msMedian; // without deno bench's warmup iteration
     lines.push(`roofline: ${name}: ${(flops / median / 1e6).toFixed(2)} GFLOP/s`);
   }
-  lines.push(
-    `model costs: ${software ? "software adapter" : "GPU (FP32 units)"} (bench/op_model.ts); ` +
-      `adapter: ${description}`,
-    `times from GPU timestamps where the adapter has timestamp-query and they read sane values, ` +
-      `else submit to done; deno bench's table above is wall clock, submit to done`,
-  );
+  lines.push(...summaryFooter(adapter));
   console.log(lines.join("\n"));
 });

@@ -9,6 +9,9 @@
 import {
   adapterReport,
   attention,
+  attentionBackward,
+  attentionBackwardReference,
+  type AttentionPass,
   attentionReference,
   type AttentionShape,
   attentionWorkload,
@@ -18,6 +21,7 @@ import {
 } from "../mod.ts";
 import { isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
+import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
 
 /** Settings of the demo (the CLI's flags). */
@@ -26,16 +30,22 @@ export interface DemoOptions {
   heads: number;
   headDims: number[];
   reps: number;
+  /** Time the backward pass too. */
+  backward: boolean;
   /** Run the S = 16384 long-context check. */
   long: boolean;
 }
 
-/** Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 10 timed rounds, long-context check on. */
+/**
+ * Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 10 timed rounds, forward
+ * and backward, long-context check on.
+ */
 export const DEMO_DEFAULTS: DemoOptions = {
   seqLens: [256, 512, 1024],
   heads: 4,
   headDims: [64],
   reps: 10,
+  backward: true,
   long: true,
 };
 
@@ -81,37 +91,69 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
     log(`  [${B},${H},${S},${D}]${causal ? " causal" : "       "}  ${cells.join("  ")}`);
   }
+  log("backward (dq, dk, dv; tolerance |err| ≤ 1e-4 + 1e-3·|ref|):");
+  {
+    const shape = { batch: 1, heads: 2, seqLen: 97, headDim: 33 };
+    const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
+    const [q, k, v, dOut] = [1, 2, 3, 4].map((seed) => seededInputs(n, seed));
+    const cells: string[] = [];
+    for (const { implementation, activation } of KERNELS) {
+      const opts = { activation, causal: true, implementation };
+      const got = await attentionBackward(q, k, v, dOut, shape, opts);
+      const ref = attentionBackwardReference(q, k, v, dOut, shape, opts);
+      let maxErr = 0;
+      let ok = true;
+      for (const g of ["dq", "dk", "dv"] as const) {
+        for (let i = 0; i < n; i++) {
+          const err = Math.abs(got[g][i] - ref[g][i]);
+          if (!(err <= 1e-4 + 1e-3 * Math.abs(ref[g][i]))) ok = false;
+          maxErr = Math.max(maxErr, err);
+        }
+      }
+      allGood &&= ok;
+      cells.push(
+        `${implementation} ${activation} ${maxErr.toExponential(1)} ${ok ? "ok" : "FAIL"}`,
+      );
+    }
+    log(`  [1,2,97,33] causal  ${cells.join("  ")}`);
+  }
 
   const H = options.heads;
   const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
-  log(
-    `\nforward time, B=1 H=${H}: kernels interleaved, median of ${options.reps} rounds ` +
-      "(ms and GFLOP/s, 4·B·H·S²·D FLOPs)",
-  );
-  log(
-    "       D       S" + KERNELS.map((k) => k.name.padStart(20)).join("") +
-      "  sig/soft fused (model)  fused/unfused soft  sig",
-  );
+  const storage = report.limits.maxComputeWorkgroupStorageSize;
   const clocks = new Set<string>();
-  for (const D of options.headDims) {
-    const tiles = fusedTiles("softmax", D, report.limits.maxComputeWorkgroupStorageSize, software);
-    const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs);
-    for (const S of options.seqLens) {
-      const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
-      const times = await compareAttention(shape, [...KERNELS], { reps: options.reps });
-      const ms = times.map((t) => t.msMedian);
-      for (const t of times) {
-        clocks.add(t.clock === "timestamp" ? "GPU timestamps" : "wall clock (submit to done)");
+  const passes: AttentionPass[] = options.backward ? ["forward", "backward"] : ["forward"];
+  for (const pass of passes) {
+    log(
+      `\n${pass} time, B=1 H=${H}: kernels interleaved, median of ${options.reps} rounds ` +
+        `(ms and GFLOP/s, ${pass === "forward" ? "" : "2.5 × "}4·B·H·S²·D FLOPs)`,
+    );
+    log(
+      "       D       S" + KERNELS.map((k) => k.name.padStart(20)).join("") +
+        "  sig/soft fused (model)  fused/unfused soft  sig",
+    );
+    for (const D of options.headDims) {
+      const tiles = pass === "forward"
+        ? fusedTiles("softmax", D, storage, software)
+        : fusedBackwardTiles("dq", "softmax", D, storage, software);
+      const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs, pass);
+      for (const S of options.seqLens) {
+        const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
+        const times = await compareAttention(shape, [...KERNELS], { reps: options.reps, pass });
+        const ms = times.map((t) => t.msMedian);
+        for (const t of times) {
+          clocks.add(t.clock === "timestamp" ? "GPU timestamps" : "wall clock (submit to done)");
+        }
+        const cells = times.map((t) => `${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`);
+        const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+        log(
+          `  ${String(D).padStart(6)}${String(S).padStart(8)}${
+            cells.map((c) => c.padStart(20)).join("")
+          }` +
+            `  ${ratio(ms[0], ms[1]).padStart(8)} (${model.toFixed(2)}×)` +
+            `  ${ratio(ms[2], ms[0]).padStart(14)}  ${ratio(ms[3], ms[1]).padStart(6)}`,
+        );
       }
-      const cells = times.map((t) => `${t.msMedian.toFixed(1)} ms ${t.gflops.toFixed(2)}`);
-      const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-      log(
-        `  ${String(D).padStart(6)}${String(S).padStart(8)}${
-          cells.map((c) => c.padStart(20)).join("")
-        }` +
-          `  ${ratio(ms[0], ms[1]).padStart(8)} (${model.toFixed(2)}×)` +
-          `  ${ratio(ms[2], ms[0]).padStart(14)}  ${ratio(ms[3], ms[1]).padStart(6)}`,
-      );
     }
   }
   log("  ratios are time(baseline)/time(kernel): above 1× the kernel is faster.");

@@ -1,9 +1,10 @@
 /**
- * An operation-count model of the attention forward kernels: what each kernel
- * does per score (one query–key pair), and the speed ratio that predicts.
+ * An operation-count model of the attention kernels, forward and backward:
+ * what each kernel does per score (one query–key pair), and the speed ratio
+ * that predicts.
  *
- * Counts come from the kernels' WGSL (kernels/attention_fused.ts and
- * kernels/attention_unfused.ts). Costs are in "FMA equivalents" and differ
+ * Counts come from the kernels' WGSL (kernels/attention_fused.ts,
+ * kernels/attention_fused_backward.ts and kernels/attention_unfused.ts). Costs are in "FMA equivalents" and differ
  * by hardware, so the model takes them as a parameter:
  *
  * - `SOFTWARE_COSTS`: an x86 CPU running the shader as 8-wide AVX2 code
@@ -29,6 +30,15 @@
  * against 3.9 TFLOP/s of exp on an H100 SXM5, which is what FlashSigmoid's
  * reported gain rests on).
  *
+ * Backward, the fused kernels recompute the weights twice (once per kernel:
+ * WGSL has no float atomics, so dQ and dK/dV are formed by separate
+ * kernels) and spend `7·D` FMAs per score against the unfused path's `5·D`;
+ * what the unfused path spends instead is S×S round trips through global
+ * memory (14 floats per score for softmax, 10 for sigmoid). Sigmoid's
+ * backward removes only softmax's row term `Δ_i` (O(S·D) work, nothing per
+ * score) and adds a division per score in each kernel, so on FP32 units the
+ * model expects the two activations to be close, sigmoid slightly behind.
+ *
  * @module
  */
 
@@ -36,7 +46,10 @@ import type { FusedTiles } from "../kernels/attention_fused.ts";
 
 /** Per-score operation counts of one kernel. */
 export interface OpCounts {
-  /** Multiply-adds (QKᵀ and P·V): `2·D`, plus the accumulator rescaling amortised over the tile. */
+  /**
+   * Multiply-adds: forward `2·D` (QKᵀ and P·V) plus softmax's accumulator
+   * rescaling amortised over the tile; backward `7·D` fused, `5·D` unfused.
+   */
   fma: number;
   /** Calls to `exp`. */
   exp: number;
@@ -107,12 +120,22 @@ export type ModelledKernel =
   | "unfused softmax"
   | "unfused sigmoid";
 
+/** The pass a count is for. */
+export type ModelledPass = "forward" | "backward";
+
 /**
  * Per-score counts for head dim `D` and the fused kernels' tiles: softmax
  * rescales once per key tile (amortised over `keys` scores), and each staged
- * K/V float read serves `rowsPerLane` rows.
+ * float read serves `rowsPerLane` rows. For the backward pass `tiles` are
+ * those of the backward kernels (both own `rowsPerLane` rows per invocation).
  */
-export function opCounts(kernel: ModelledKernel, D: number, tiles: FusedTiles): OpCounts {
+export function opCounts(
+  kernel: ModelledKernel,
+  D: number,
+  tiles: FusedTiles,
+  pass: ModelledPass = "forward",
+): OpCounts {
+  if (pass === "backward") return _backwardCounts(kernel, D, tiles);
   const BK = tiles.keys;
   const D4 = Math.ceil(D / 4) * 4; // the kernels pad D to a multiple of 4
   // Staged K and V: read once per R rows, written once per workgroup of lanes·R rows.
@@ -173,6 +196,74 @@ export function opCounts(kernel: ModelledKernel, D: number, tiles: FusedTiles): 
   }
 }
 
+/**
+ * Backward per-score counts. Fused (two kernels, see the module doc):
+ * - `dq`: s and dP dots and the dQ update, `3·D` FMAs; staged K read twice
+ *   (dot and update) and V once;
+ * - `dkv`: s and dP dots and the dK and dV updates, `4·D` FMAs; staged Q and
+ *   dO read twice each;
+ * - softmax per kernel: `exp(s − lse)`, the mask compare and select,
+ *   `dP − Δ` and `p·(…)`: 5 ALU; sigmoid per kernel: `|s|`, `1 + e`, one
+ *   division, `dP·e·inv·inv` and the mask: 7 in `dq`, 11 in `dkv` (which
+ *   also forms `p` for dV).
+ * Unfused: five matmuls (QKᵀ again, Pᵀ·dO, dO·Vᵀ, dS·K, dSᵀ·Q) with the
+ * forward activation in between and the dS kernel (softmax: a row reduction
+ * for Δ, reading P and dP twice).
+ */
+function _backwardCounts(kernel: ModelledKernel, D: number, tiles: FusedTiles): OpCounts {
+  const D4 = Math.ceil(D / 4) * 4;
+  const R = tiles.rowsPerLane;
+  // Staged reads (7·D per R rows) and the tiles' writes (two per kernel per workgroup of rows).
+  const staged = (7 * D4) / R + (4 * D4) / (tiles.lanes * R);
+  const matmulStaged = 5 * D * (24 / 128);
+  switch (kernel) {
+    case "fused softmax":
+      return {
+        fma: 7 * D4,
+        exp: 2,
+        div: 0,
+        alu: 10,
+        rowStats: 4, // the two lse subtractions and the two Δ subtractions
+        globalFloats: 0,
+        workgroupFloats: staged + 2 / R, // + lse and Δ per four staged queries, as vec4s
+      };
+    case "fused sigmoid":
+      return {
+        fma: 7 * D4,
+        exp: 2,
+        div: 2,
+        alu: 18,
+        rowStats: 0,
+        globalFloats: 0,
+        workgroupFloats: staged,
+      };
+    case "unfused softmax":
+      // QKᵀ writes s (1); softmax reads 3, writes 1; Pᵀ·dO reads P (1); dO·Vᵀ writes dP (1);
+      // dS reads P and dP twice and writes dS (5); dS·K and dSᵀ·Q read dS (2).
+      return {
+        fma: 5 * D,
+        exp: 2,
+        div: 0,
+        alu: 7,
+        rowStats: 4 + 2,
+        globalFloats: 14,
+        workgroupFloats: matmulStaged,
+      };
+    case "unfused sigmoid":
+      // QKᵀ writes s (1); σ reads and writes (2); Pᵀ·dO (1); dO·Vᵀ (1); dS reads P, dP and
+      // writes dS (3); dS·K and dSᵀ·Q (2).
+      return {
+        fma: 5 * D,
+        exp: 1,
+        div: 1,
+        alu: 7,
+        rowStats: 0,
+        globalFloats: 10,
+        workgroupFloats: matmulStaged,
+      };
+  }
+}
+
 /** Predicted cost per score, in FMA equivalents. */
 export function opCost(counts: OpCounts, costs: OpCosts): number {
   return counts.fma * costs.fma + counts.exp * costs.exp + counts.div * costs.div +
@@ -187,8 +278,10 @@ export function predictedSpeedup(
   D: number,
   tiles: FusedTiles,
   costs: OpCosts,
+  pass: ModelledPass = "forward",
 ): number {
-  return opCost(opCounts(baseline, D, tiles), costs) / opCost(opCounts(kernel, D, tiles), costs);
+  return opCost(opCounts(baseline, D, tiles, pass), costs) /
+    opCost(opCounts(kernel, D, tiles, pass), costs);
 }
 
 /**
@@ -199,6 +292,7 @@ export function opModelTable(
   headDims: number[],
   tilesFor: (headDim: number) => FusedTiles,
   costs: OpCosts,
+  pass: ModelledPass = "forward",
 ): string {
   const rows = [
     "| D | kernel | FMA | exp | div | other ALU | row stats | workgroup floats | global floats | cost | predicted speed vs fused softmax |",
@@ -207,8 +301,8 @@ export function opModelTable(
   for (const D of headDims) {
     const tiles = tilesFor(D);
     for (const { name: kernel } of KERNELS) {
-      const c = opCounts(kernel, D, tiles);
-      const ratio = predictedSpeedup(kernel, "fused softmax", D, tiles, costs);
+      const c = opCounts(kernel, D, tiles, pass);
+      const ratio = predictedSpeedup(kernel, "fused softmax", D, tiles, costs, pass);
       rows.push(
         `| ${D} | ${kernel} | ${c.fma.toFixed(1)} | ${c.exp.toFixed(2)} | ${c.div} | ${c.alu} | ` +
           `${c.rowStats.toFixed(2)} | ${c.workgroupFloats.toFixed(1)} | ${c.globalFloats} | ` +

@@ -1,0 +1,49 @@
+/**
+ * `deno bench` for the attention backward pass (dq, dk, dv from dOut; the
+ * forward pass that writes out and lse runs once, untimed): per shape group,
+ * fused softmax (the baseline) against fused sigmoid, unfused softmax and
+ * unfused sigmoid, and f16 against f32 where the adapter has `shader-f16`.
+ * The summary printed when the run ends gives GFLOP/s (FlashAttention's
+ * convention: backward = 2.5 × the forward's `4·B·H·S²·D`) from GPU
+ * timestamps and the measured speed ratios beside the operation-count
+ * model's (bench/op_model.ts).
+ *
+ *     deno task bench bench/attention_backward_bench.ts
+ */
+
+import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
+import {
+  benchAdapter,
+  benchKernelGroups,
+  kernelSummary,
+  type ShapeGroup,
+  summaryFooter,
+} from "./attention_bench_common.ts";
+import { benchPrecision, precisionSummary } from "./attention_precision.ts";
+
+const adapter = await benchAdapter();
+const tiles = (headDim: number) =>
+  fusedBackwardTiles(
+    "dq",
+    "softmax",
+    headDim,
+    adapter.device.limits.maxComputeWorkgroupStorageSize,
+    adapter.software,
+  );
+
+/** B=1, H=4, D=64; S ∈ {256, 1024}, causal off and on. */
+const GROUPS: ShapeGroup[] = [
+  { seqLen: 256, headDim: 64, causal: false },
+  { seqLen: 256, headDim: 64, causal: true },
+  { seqLen: 1024, headDim: 64, causal: false },
+  { seqLen: 1024, headDim: 64, causal: true },
+];
+const kernels = benchKernelGroups("backward", GROUPS);
+const precision = adapter.shaderF16 ? benchPrecision("backward") : undefined;
+
+globalThis.addEventListener("unload", () => {
+  const lines = ["", ...kernelSummary("backward", kernels, tiles, adapter.costs)];
+  if (precision) lines.push(...precisionSummary("backward", precision));
+  lines.push(...summaryFooter(adapter));
+  console.log(lines.join("\n"));
+});
