@@ -54,6 +54,12 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
   const report = await adapterReport();
   const software = isSoftwareDevice(await getDevice());
   log(`adapter: ${report.description}${software ? " (software)" : ""}`);
+  if (software) {
+    log(
+      "  (a first run compiles every kernel's shader, a few minutes on a software adapter; " +
+        "Mesa caches them for later runs)",
+    );
+  }
   log(
     `  shader-f16: ${report.shaderF16 ? "yes" : "no"}, timestamp-query: ${
       report.timestampQuery ? "yes" : "no"
