@@ -430,6 +430,7 @@ export class AttentionPlan {
       checkBufferSize(`buffers.${name}`, buffers[name], this.tensorBytes);
     }
     if (buffers.lse) checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
+    _checkNoAliasing(buffers, ["out", "lse"]);
     const softmax = this.options.activation === "softmax";
     const lse = buffers.lse ?? (softmax ? this.#lse() : undefined);
     if (this.#fused) {
@@ -474,6 +475,7 @@ export class AttentionPlan {
       }
       checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
     }
+    _checkNoAliasing(buffers, ["dq", "dk", "dv"]);
     const { q, k, v, out, dOut, dq, dk, dv } = buffers;
     if (this.#fusedBackward) {
       const f = this.#fusedBackward;
@@ -533,6 +535,26 @@ export class AttentionPlan {
     this.#unfused?.qk.destroy();
     this.#unfused?.pv.destroy();
     for (const m of ["dv", "dp", "dq", "dk"] as const) this.#unfusedBackward?.[m].destroy();
+  }
+}
+
+/**
+ * Throws a `RangeError` if a buffer the pass writes (`written`) is also passed
+ * as another of its buffers: WebGPU rejects a dispatch that binds one buffer
+ * both writable and otherwise, and the results would be lost.
+ */
+function _checkNoAliasing(buffers: object, written: string[]): void {
+  const entries = Object.entries(buffers).filter(([, b]) => b !== undefined);
+  for (const name of written) {
+    const buffer = (buffers as Record<string, GPUBuffer | undefined>)[name];
+    if (!buffer) continue;
+    const other = entries.find(([n, b]) => n !== name && b === buffer);
+    if (other) {
+      throw new RangeError(
+        `buffers.${name} and buffers.${other[0]} are the same GPUBuffer; the pass writes ` +
+          `${name}, so it needs a buffer of its own`,
+      );
+    }
   }
 }
 

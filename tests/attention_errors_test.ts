@@ -327,6 +327,22 @@ Deno.test("AttentionPlan.encodeBackward() rejects a forward-only plan, a missing
       RangeError,
       /buffers\.lse must hold at least 40 bytes/,
     );
+    // A written buffer passed twice would make WebGPU drop the dispatch: refused up front.
+    fails(
+      () => plan.encodeBackward(device.createCommandEncoder(), { ...buffers, lse, dk: buffers.q }),
+      RangeError,
+      /buffers\.dk and buffers\.q are the same GPUBuffer/,
+    );
+    fails(
+      () => plan.encodeBackward(device.createCommandEncoder(), { ...buffers, lse, dv: buffers.dq }),
+      RangeError,
+      /buffers\.dq and buffers\.dv are the same GPUBuffer/,
+    );
+    fails(
+      () => plan.encodeForward(device.createCommandEncoder(), { ...buffers, out: buffers.v }),
+      RangeError,
+      /buffers\.out and buffers\.v are the same GPUBuffer/,
+    );
     await assert.rejects(
       () =>
         AttentionPlan.create(SHAPE, { activation: "softmax" }, {
