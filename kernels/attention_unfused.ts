@@ -9,6 +9,7 @@
 
 import type { Activation } from "./attention_options.ts";
 import { getPipeline } from "./device.ts";
+import { REDUCE_WGSL } from "./wgsl.ts";
 
 /** Compile-time choices of the in-place activation kernel. */
 export interface ActivationConfig {
@@ -67,7 +68,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   }
   return header + `@group(0) @binding(2) var<storage, read_write> lse: array<f32>;  // [B·H, S]
 
-${_REDUCE_WGSL}
+${REDUCE_WGSL}
 // One workgroup per row (bh, i); the row id is spread over x and y to stay within limits.
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -97,25 +98,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 `;
 }
-
-/** WGSL of a workgroup tree reduction over `partial[]`, shared by the softmax kernels. */
-const _REDUCE_WGSL = `var<workgroup> partial: array<f32, WG>;
-
-// Tree reduction of partial[] (max when useMax, else sum); every invocation gets the result.
-fn reduce(lid: u32, useMax: bool) -> f32 {
-  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (lid < stride) {
-      let a = partial[lid];
-      let b = partial[lid + stride];
-      partial[lid] = select(a + b, max(a, b), useMax);
-    }
-  }
-  workgroupBarrier();
-  let result = partial[0];
-  workgroupBarrier();
-  return result;
-}`;
 
 /**
  * WGSL of the activation's backward pass, in place on the `[B·H, S, S]`
@@ -153,7 +135,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 `;
   }
-  return header + `${_REDUCE_WGSL}
+  return header + `${REDUCE_WGSL}
 
 // One workgroup per row, the row id spread over x and y.
 @compute @workgroup_size(WG)

@@ -158,3 +158,25 @@ export const FUSED_PARAMS_WGSL = `struct Params {
   bias: f32,    // sigmoid bias b
   causal: u32,  // 1: row i sees keys j ≤ i only
 }`;
+
+/**
+ * WGSL of a workgroup tree reduction over `partial[]`, shared by the row
+ * kernels (softmax, layer norm). Needs an override `WG`, a power of two.
+ */
+export const REDUCE_WGSL = `var<workgroup> partial: array<f32, WG>;
+
+// Tree reduction of partial[] (max when useMax, else sum); every invocation gets the result.
+fn reduce(lid: u32, useMax: bool) -> f32 {
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+    workgroupBarrier();
+    if (lid < stride) {
+      let a = partial[lid];
+      let b = partial[lid + stride];
+      partial[lid] = select(a + b, max(a, b), useMax);
+    }
+  }
+  workgroupBarrier();
+  let result = partial[0];
+  workgroupBarrier();
+  return result;
+}`;
