@@ -19,8 +19,10 @@ import {
 import {
   type FusedForwardConfig,
   fusedForwardPipeline,
+  fusedLoopIterations,
   type FusedTiles,
   fusedTiles,
+  SOFTWARE_LOOP_LIMIT,
 } from "./attention_fused.ts";
 import {
   type BackwardKernel,
@@ -310,6 +312,7 @@ export class AttentionPlan {
       );
     const allTiles = { forward: tiles, dq: backwardTiles("dq"), dkv: backwardTiles("dkv") };
     if (resolved.implementation === "fused") {
+      if (isSoftwareDevice(device)) _checkSoftwareLoops(shape, resolved, allTiles, backward);
       const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
       for (const used of backward ? [tiles, allTiles.dq, allTiles.dkv] : [tiles]) {
         const rows = used.lanes * used.rowsPerLane; // rows per fused workgroup
@@ -535,6 +538,38 @@ export class AttentionPlan {
     this.#unfused?.qk.destroy();
     this.#unfused?.pv.destroy();
     for (const m of ["dv", "dp", "dq", "dk"] as const) this.#unfusedBackward?.[m].destroy();
+  }
+}
+
+/**
+ * Throws a `RangeError` if a fused kernel would run more loop iterations per
+ * invocation than Mesa's llvmpipe allows ({@linkcode SOFTWARE_LOOP_LIMIT}):
+ * past it the software adapter silently skips the rest of the work.
+ */
+function _checkSoftwareLoops(
+  shape: AttentionShape,
+  options: ResolvedAttentionOptions,
+  tiles: { forward: FusedTiles; dq: FusedTiles; dkv: FusedTiles },
+  backward: boolean,
+): void {
+  const kernels = backward ? (["forward", "dq", "dkv"] as const) : (["forward"] as const);
+  for (const kernel of kernels) {
+    const n = fusedLoopIterations(
+      kernel,
+      options.activation,
+      shape.headDim,
+      tiles[kernel],
+      shape.seqLen,
+    );
+    if (n > SOFTWARE_LOOP_LIMIT) {
+      throw new RangeError(
+        `shape.seqLen ${shape.seqLen} is too long for the fused ${options.activation} ` +
+          `${kernel === "forward" ? "forward" : "backward"} kernel at headDim ` +
+          `${shape.headDim} on this software adapter: Mesa's llvmpipe stops a shader ` +
+          `invocation after ${SOFTWARE_LOOP_LIMIT} loop iterations, and this needs up to ${n}; ` +
+          "use a shorter sequence, a smaller head dim, or a GPU",
+      );
+    }
   }
 }
 

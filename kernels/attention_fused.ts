@@ -301,3 +301,39 @@ export function fusedForwardPipeline(
     constants: { WG: tiles.lanes, BK: tiles.keys },
   });
 }
+
+/**
+ * Mesa's llvmpipe (the software adapter, Vulkan or OpenGL) stops a shader
+ * invocation after this many loop iterations in all, across every loop of
+ * the shader: its guard against endless shaders. Past it a kernel silently
+ * skips work, so the plans refuse shapes that would need more.
+ */
+export const SOFTWARE_LOOP_LIMIT = 65535;
+
+/**
+ * An upper bound on the loop iterations one invocation of a fused kernel
+ * runs at sequence length `seqLen`, as llvmpipe counts them: every pass
+ * through a loop, plus one for each time a loop is entered (its final exit
+ * test). Per staged tile of `tiles.keys` rows: one step of the tile loop,
+ * the staging loop (`keys·D4/lanes` steps), the loops over the tile four
+ * rows at a time (two for softmax forward), and for the softmax `dkv` kernel
+ * the staging of lse and Δ (a loop whose every step runs two loops of four).
+ */
+export function fusedLoopIterations(
+  kernel: "forward" | "dq" | "dkv",
+  activation: Activation,
+  headDim: number,
+  tiles: FusedTiles,
+  seqLen: number,
+): number {
+  const d4 = Math.ceil(headDim / 4);
+  const loop = (steps: number) => steps + 1;
+  const passes = kernel === "forward" && activation === "softmax" ? 2 : 1;
+  const statSteps = Math.ceil(tiles.keys / 4 / tiles.lanes);
+  const stats = kernel === "dkv" && activation === "softmax"
+    ? loop(statSteps) + statSteps * 2 * loop(4)
+    : 0;
+  const perTile = 1 + loop(Math.ceil(tiles.keys * d4 / tiles.lanes)) +
+    passes * loop(tiles.keys / 4) + stats;
+  return Math.ceil(seqLen / tiles.keys) * perTile + 1;
+}
