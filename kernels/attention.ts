@@ -211,6 +211,8 @@ export class AttentionPlan {
   readonly backwardFlops: number;
   /** Whether the plan was created with `backward: true`. */
   readonly hasBackward: boolean;
+  /** Bytes of the `[B,H,S]` f32 row statistics (the softmax `lse` buffer). */
+  readonly lseBytes: number;
 
   #uniform: GPUBuffer;
   #scratch: GPUBuffer[] = [];
@@ -253,6 +255,7 @@ export class AttentionPlan {
     this.shape = Object.freeze({ ...shape });
     this.options = Object.freeze({ ...options });
     this.tensorBytes = _tensorBytes(shape, options.precision);
+    this.lseBytes = shape.batch * shape.heads * shape.seqLen * 4;
     this.forwardFlops = attentionFlops(shape, options.causal);
     this.backwardFlops = 2.5 * this.forwardFlops;
     this.#uniform = device.createBuffer({
@@ -373,7 +376,7 @@ export class AttentionPlan {
           dqGroups: groups(tiles.dq),
           dkvGroups: groups(tiles.dkv),
           delta: options.activation === "softmax"
-            ? this.#own(createStorageBuffer(device, this.#lseBytes(), "attention.delta"))
+            ? this.#own(createStorageBuffer(device, this.lseBytes, "attention.delta"))
             : undefined,
         };
       }
@@ -414,15 +417,10 @@ export class AttentionPlan {
     return buffer;
   }
 
-  /** Bytes of the `[B,H,S]` f32 row logsumexp. */
-  #lseBytes(): number {
-    return this.shape.batch * this.shape.heads * this.shape.seqLen * 4;
-  }
-
   /** Scratch for the row logsumexp when the caller does not ask for it. */
   #lse(): GPUBuffer {
     this.#lseScratch ??= this.#own(
-      createStorageBuffer(this.device, this.#lseBytes(), "attention.lse"),
+      createStorageBuffer(this.device, this.lseBytes, "attention.lse"),
     );
     return this.#lseScratch;
   }
@@ -432,7 +430,7 @@ export class AttentionPlan {
     for (const name of ["q", "k", "v", "out"] as const) {
       checkBufferSize(`buffers.${name}`, buffers[name], this.tensorBytes);
     }
-    if (buffers.lse) checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
+    if (buffers.lse) checkBufferSize("buffers.lse", buffers.lse, this.lseBytes);
     _checkNoAliasing(buffers, ["out", "lse"]);
     const softmax = this.options.activation === "softmax";
     const lse = buffers.lse ?? (softmax ? this.#lse() : undefined);
@@ -476,7 +474,7 @@ export class AttentionPlan {
             "that encodeForward wrote the row logsumexp to",
         );
       }
-      checkBufferSize("buffers.lse", buffers.lse, this.#lseBytes());
+      checkBufferSize("buffers.lse", buffers.lse, this.lseBytes);
     }
     _checkNoAliasing(buffers, ["dq", "dk", "dv"]);
     const { q, k, v, out, dOut, dq, dk, dv } = buffers;
@@ -728,7 +726,7 @@ export async function attentionBackward(
     v: upload("v", v),
     dOut: upload("dOut", dOut),
     out: tensor("out"),
-    lse: createStorageBuffer(device, shape.batch * shape.heads * shape.seqLen * 4, "attention.lse"),
+    lse: createStorageBuffer(device, plan.lseBytes, "attention.lse"),
     dq: tensor("dq"),
     dk: tensor("dk"),
     dv: tensor("dv"),

@@ -130,13 +130,12 @@ export async function attentionWorkload(
       "attention.bench.input",
     );
   const tensor = () => createStorageBuffer(device, tensorBytes, "attention.bench.output");
-  const lseBytes = shape.batch * shape.heads * shape.seqLen * 4;
   const buffers: AttentionWorkload["buffers"] = {
     q: upload(1),
     k: upload(2),
     v: upload(3),
     out: tensor(),
-    lse: createStorageBuffer(device, lseBytes, "attention.bench.lse"),
+    lse: createStorageBuffer(device, plan.lseBytes, "attention.bench.lse"),
   };
   if (backward) {
     Object.assign(buffers, { dOut: upload(4), dq: tensor(), dk: tensor(), dv: tensor() });

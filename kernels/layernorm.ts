@@ -56,6 +56,16 @@ function _checkArray(name: string, data: unknown, length: number): void {
   }
 }
 
+/** Mean and reciprocal standard deviation of the row `x[o … o + C)`, in f64. */
+function _rowStats(x: Float32Array, o: number, C: number, eps: number): { mu: number; rs: number } {
+  let mu = 0;
+  for (let c = 0; c < C; c++) mu += x[o + c];
+  mu /= C;
+  let v = 0;
+  for (let c = 0; c < C; c++) v += (x[o + c] - mu) ** 2;
+  return { mu, rs: 1 / Math.sqrt(v / C + eps) };
+}
+
 /** Forward pass of {@linkcode layerNormReference}: the output and the per-row statistics. */
 export interface LayerNormForward {
   /** `[rows, width]` output. */
@@ -84,12 +94,7 @@ export function layerNormReference(
   const rstd = new Float32Array(N);
   for (let r = 0; r < N; r++) {
     const o = r * C;
-    let mu = 0;
-    for (let c = 0; c < C; c++) mu += x[o + c];
-    mu /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[o + c] - mu) ** 2;
-    const rs = 1 / Math.sqrt(v / C + eps);
+    const { mu, rs } = _rowStats(x, o, C, eps);
     for (let c = 0; c < C; c++) y[o + c] = (x[o + c] - mu) * rs * gamma[c] + beta[c];
     mean[r] = mu;
     rstd[r] = rs;
@@ -126,12 +131,7 @@ export function layerNormBackwardReference(
   const xhat = new Float64Array(C);
   for (let r = 0; r < N; r++) {
     const o = r * C;
-    let mu = 0;
-    for (let c = 0; c < C; c++) mu += x[o + c];
-    mu /= C;
-    let v = 0;
-    for (let c = 0; c < C; c++) v += (x[o + c] - mu) ** 2;
-    const rs = 1 / Math.sqrt(v / C + eps);
+    const { mu, rs } = _rowStats(x, o, C, eps);
     let meanG = 0;
     let meanGX = 0;
     for (let c = 0; c < C; c++) {
