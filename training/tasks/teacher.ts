@@ -1,0 +1,708 @@
+/**
+ * The teacher-student task of the paper this project grows from: Yan, Nguyen,
+ * Akbarian, Ho and Rinaldo, "Sigmoid Self-Attention is Better than Softmax
+ * Self-Attention: A Mixture-of-Experts Perspective" (arXiv:2502.00281), which
+ * reads each row of an attention matrix as a mixture of experts whose gates are
+ * the attention weights and whose experts are the (activated) value vectors.
+ *
+ * A fixed random attention layer (the teacher) maps inputs X ∈ ℝ^{L×dim}, rows
+ * i.i.d. N(0, I), to Y ∈ ℝ^{L×outDim}:
+ *
+ * - per head h: W_Q,h, W_K,h ∈ ℝ^{dim×r}, W_V,h ∈ ℝ^{dim×outDim};
+ * - scores s_ij = (x_i W_Q,h)·(x_j W_K,h) / √r (no mask: every position sees
+ *   every position);
+ * - weights w_ij = softmax_j(s_ij) for `"softmax"`, or σ(s_ij − ln L) for
+ *   `"sigmoid"` (sigmax's attention convention: scale 1/√r, bias −ln(seqLen));
+ * - Y_i = Σ_h Σ_j w^h_ij · e(x_j W_V,h), with the expert activation e linear,
+ *   ReLU, or GELU (tanh form 0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))),
+ *   applied element-wise; heads are summed, there is no output projection.
+ *
+ * Teacher weights are drawn once from `teacherSeed`: entries of W_Q and W_K are
+ * N(0, scoreStd/dim) and entries of W_V are N(0, 1/dim). For unit-variance
+ * inputs each entry of x W_Q, x W_K and x W_V then has variance ≈ scoreStd
+ * (resp. 1), and the scores s_ij have standard deviation ≈ scoreStd — O(1) for
+ * the default scoreStd = 1, whatever dim and r are.
+ *
+ * Training targets are Y + N(0, noise²) per entry; test targets are the
+ * noiseless Y*, so the test score is the function error
+ *
+ *   E = (1 / (testSize·L)) · Σ_sequences Σ_i ‖Ŷ_i − Y*_i‖²
+ *
+ * (squared error summed over the outDim outputs, averaged over positions and
+ * sequences). `score()` returns exactly this sum and the number of positions;
+ * on the train split it measures against the noisy targets (so its floor there
+ * is outDim·noise²). Chance is the function error of predicting 0, i.e. the
+ * mean of ‖Y*_i‖² over the test set.
+ *
+ * Data layout: test example `i` uses block `i` and train example `i` block
+ * `-(i + 1)` of one {@linkcode Rng} cycle whose start is a hash of the seed,
+ * each block exactly one example's draws long (inputs, then noise), so the
+ * splits use disjoint streams, examples are independent of `n` and of each
+ * other, and the test set is the same for every `n`.
+ *
+ * @module
+ */
+
+import { Rng } from "../rng.ts";
+import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
+
+/** The teacher's attention activation. */
+export type TeacherActivation = "softmax" | "sigmoid";
+
+/** The teacher's expert (value) activation, applied element-wise to x_j W_V. */
+export type TeacherExpert = "linear" | "relu" | "gelu";
+
+/** Options of {@linkcode createTeacherTask}. */
+export interface TeacherOptions extends TaskOptions {
+  /** Positions per sequence L, an integer in [1, 1024]. Default 16. */
+  seqLen?: number;
+  /** Input dimension, an integer in [1, 1024]. Default 8. */
+  dim?: number;
+  /** Output dimension per position, an integer in [1, 1024]. Default `dim`. */
+  outDim?: number;
+  /** Query/key rank r of each teacher head, an integer in [1, 1024]. Default `dim`. */
+  rank?: number;
+  /** Teacher heads, an integer in [1, 16]. Default 1. */
+  teacherHeads?: number;
+  /** The teacher's attention activation. Default `"softmax"`. */
+  teacherActivation?: TeacherActivation;
+  /** The teacher's expert activation. Default `"linear"`. */
+  expert?: TeacherExpert;
+  /** Standard deviation of the training-target noise, a number in [0, 1000]. Default 0.1. */
+  noise?: number;
+  /** Approximate standard deviation of the teacher's scores, a number in (0, 100]. Default 1. */
+  scoreStd?: number;
+  /**
+   * Seed of the teacher's weights, an integer in [0, 4294967295]. Default `seed`
+   * (the weights are drawn from a stream salted apart from the data streams).
+   */
+  teacherSeed?: number;
+}
+
+/** One attention head's parameters, row-major f32. */
+export interface AttentionHeadParams {
+  /** `[dim·r]` query projection W_Q (row-major, dim rows). */
+  wq: Float32Array;
+  /** `[dim·r]` key projection W_K. */
+  wk: Float32Array;
+  /** `[dim·outDim]` value projection W_V. */
+  wv: Float32Array;
+}
+
+/** What {@linkcode teacherForward} needs besides the inputs and the heads. */
+export interface TeacherConfig {
+  /** Positions L. */
+  seqLen: number;
+  /** Input dimension. */
+  dim: number;
+  /** Output dimension per position. */
+  outDim: number;
+  /** Attention activation. */
+  activation: TeacherActivation;
+  /** Expert activation. */
+  expert: TeacherExpert;
+}
+
+/** The teacher task, with its teacher exposed for parameter-recovery metrics. */
+export interface TeacherTask extends Task {
+  /** The teacher's heads (do not modify). */
+  readonly heads: readonly AttentionHeadParams[];
+  /** The teacher's shape and activations. */
+  readonly config: TeacherConfig;
+  /** Query/key rank r of each teacher head. */
+  readonly rank: number;
+}
+
+/** Parameter-recovery errors of a student attention layer, see {@linkcode parameterErrors}. */
+export interface ParameterErrors {
+  /** Relative Frobenius error of the gating matrices A = W_Q W_Kᵀ/√r after matching heads. */
+  gating: number;
+  /** Relative Frobenius error of the value matrices W_V after matching heads. */
+  value: number;
+  /** Voronoi loss (mean over teacher heads), see {@linkcode parameterErrors}. */
+  voronoi: number;
+}
+
+const MAX_SIZE = 1024;
+const MAX_HEADS = 16;
+const DEFAULT_TEST_SIZE = 1000;
+const TASK_SALT = 0x74656163; // "teac"
+const WEIGHT_SALT = 0x77656967; // "weig"
+
+interface Resolved extends TeacherConfig {
+  seed: number;
+  rank: number;
+  heads: number;
+  noise: number;
+  scoreStd: number;
+  teacherSeed: number;
+}
+
+function resolve(options: TeacherOptions): Resolved {
+  const name = "teacher";
+  const seed = seedOption(name, "seed", options.seed);
+  const seqLen = intOption(name, "seqLen", options.seqLen, 16, 1, MAX_SIZE);
+  const dim = intOption(name, "dim", options.dim, 8, 1, MAX_SIZE);
+  const outDim = intOption(name, "outDim", options.outDim, dim, 1, MAX_SIZE);
+  const rank = intOption(name, "rank", options.rank, dim, 1, MAX_SIZE);
+  const heads = intOption(name, "teacherHeads", options.teacherHeads, 1, 1, MAX_HEADS);
+  const activation = options.teacherActivation ?? "softmax";
+  if (activation !== "softmax" && activation !== "sigmoid") {
+    throw new RangeError(
+      `${name}: teacherActivation must be "softmax" or "sigmoid", got ${activation}`,
+    );
+  }
+  const expert = options.expert ?? "linear";
+  if (expert !== "linear" && expert !== "relu" && expert !== "gelu") {
+    throw new RangeError(`${name}: expert must be "linear", "relu" or "gelu", got ${expert}`);
+  }
+  const noise = options.noise ?? 0.1;
+  if (typeof noise !== "number" || !(noise >= 0 && noise <= 1000)) {
+    throw new RangeError(`${name}: noise must be a number in [0, 1000], got ${options.noise}`);
+  }
+  const scoreStd = options.scoreStd ?? 1;
+  if (typeof scoreStd !== "number" || !(scoreStd > 0 && scoreStd <= 100)) {
+    throw new RangeError(
+      `${name}: scoreStd must be a number in (0, 100], got ${options.scoreStd}`,
+    );
+  }
+  const teacherSeed = seedOption(name, "teacherSeed", options.teacherSeed ?? seed);
+  return {
+    seed,
+    seqLen,
+    dim,
+    outDim,
+    rank,
+    heads,
+    activation,
+    expert,
+    noise,
+    scoreStd,
+    teacherSeed,
+  };
+}
+
+function drawHeads(o: Resolved): AttentionHeadParams[] {
+  const rng = new Rng(mix32(mix32(o.teacherSeed) ^ WEIGHT_SALT));
+  const gateStd = Math.sqrt(o.scoreStd / o.dim);
+  const valueStd = Math.sqrt(1 / o.dim);
+  const heads: AttentionHeadParams[] = [];
+  for (let h = 0; h < o.heads; h++) {
+    const wq = rng.normals(o.dim * o.rank, gateStd);
+    const wk = rng.normals(o.dim * o.rank, gateStd);
+    const wv = rng.normals(o.dim * o.outDim, valueStd);
+    heads.push({ wq, wk, wv });
+  }
+  return heads;
+}
+
+/**
+ * The teacher heads that {@linkcode createTeacherTask} would use for `options`
+ * (fresh copies; validates the options the same way).
+ */
+export function teacherHeads(options: TeacherOptions): AttentionHeadParams[] {
+  return drawHeads(resolve(options));
+}
+
+/**
+ * Creates the teacher-student regression task (see the module documentation):
+ * vector inputs of dimension `dim`, regression outputs of dimension `outDim`,
+ * not causal. Metric `"function error"` (lower is better), chance = the error
+ * of predicting 0 on the test set.
+ *
+ * Throws a `RangeError` naming the option for any option out of range; `n` and
+ * `testSize` are limited by the length of the random cycle, (n + testSize)·2·L·(dim + outDim) ≤ 2³².
+ */
+export function createTeacherTask(options: TeacherOptions): TeacherTask {
+  const name = "teacher";
+  const o = resolve(options);
+  const { seqLen: L, dim, outDim } = o;
+  const stride = 2 * L * (dim + outDim); // normal() takes two draws: inputs, then noise
+  const capacity = Math.floor(2 ** 32 / stride);
+  const testSize = intOption(
+    name,
+    "testSize",
+    options.testSize,
+    DEFAULT_TEST_SIZE,
+    1,
+    capacity - 1,
+  );
+  const n = intOption(name, "n", options.n, undefined, 1, capacity - testSize);
+  const heads = drawHeads(o);
+  const config: TeacherConfig = {
+    seqLen: L,
+    dim,
+    outDim,
+    activation: o.activation,
+    expert: o.expert,
+  };
+  const base = mix32(mix32(o.seed) ^ TASK_SALT);
+
+  const example = (
+    split: Split,
+    i: number,
+    inputs: Float32Array,
+    targets: Float32Array,
+    b: number,
+  ): void => {
+    const rng = blockRng(base, split === "test" ? i : -(i + 1), stride);
+    const x = inputs.subarray(b * L * dim, (b + 1) * L * dim);
+    for (let p = 0; p < x.length; p++) x[p] = rng.normal();
+    const y = teacherForward(x, heads, config); // from the f32 inputs the model sees
+    const at = b * L * outDim;
+    if (split === "test" || o.noise === 0) {
+      targets.set(y, at);
+    } else {
+      for (let p = 0; p < y.length; p++) targets[at + p] = y[p] + o.noise * rng.normal();
+    }
+  };
+
+  let chance: number | undefined;
+  const testChance = (): number => {
+    if (chance === undefined) {
+      let total = 0;
+      const inputs = new Float32Array(L * dim);
+      const targets = new Float32Array(L * outDim);
+      for (let i = 0; i < testSize; i++) {
+        example("test", i, inputs, targets, 0);
+        for (let p = 0; p < targets.length; p++) total += targets[p] * targets[p];
+      }
+      chance = total / (testSize * L);
+    }
+    return chance;
+  };
+  const metric: Metric = {
+    name: "function error",
+    higherIsBetter: false,
+    /** Mean ‖Y*_i‖² over the test set, computed on first use. */
+    get chance(): number {
+      return testChance();
+    },
+  };
+
+  return {
+    name,
+    seqLen: L,
+    input: { kind: "vectors", dim },
+    output: { kind: "regression", dim: outDim },
+    causal: false,
+    trainSize: n,
+    testSize,
+    metric,
+    heads,
+    config,
+    rank: o.rank,
+    batch(split: Split, indices: ArrayLike<number>): Batch {
+      const size = checkIndices(name, split, indices, n, testSize);
+      const inputs = new Float32Array(size * L * dim);
+      const targets = new Float32Array(size * L * outDim);
+      for (let b = 0; b < size; b++) example(split, indices[b], inputs, targets, b);
+      return { size, inputs, targets };
+    },
+    score(batch: Batch, outputs: Float32Array): Score {
+      const targets = batch.targets;
+      if (!targets || targets.length !== batch.size * L * outDim) {
+        throw new RangeError(
+          `${name}: score needs a batch with ${batch.size * L * outDim} targets`,
+        );
+      }
+      if (outputs.length !== targets.length) {
+        throw new RangeError(
+          `${name}: outputs must have size·seqLen·outDim = ${targets.length} numbers, ` +
+            `got ${outputs.length}`,
+        );
+      }
+      let total = 0;
+      for (let p = 0; p < targets.length; p++) {
+        const d = outputs[p] - targets[p];
+        total += d * d;
+      }
+      return { total, count: batch.size * L };
+    },
+  };
+}
+
+/** The expert activation e(u). GELU is the tanh approximation. */
+export function expertActivation(expert: TeacherExpert, u: number): number {
+  switch (expert) {
+    case "linear":
+      return u;
+    case "relu":
+      return u > 0 ? u : 0;
+    case "gelu":
+      return 0.5 * u * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (u + 0.044715 * u * u * u)));
+  }
+}
+
+function headRank(head: AttentionHeadParams, dim: number, outDim: number, who: string): number {
+  const r = head.wq.length / dim;
+  if (!Number.isInteger(r) || r < 1 || head.wk.length !== head.wq.length) {
+    throw new RangeError(
+      `${who}: wq and wk must both have dim·r elements (dim = ${dim}), got ` +
+        `${head.wq.length} and ${head.wk.length}`,
+    );
+  }
+  if (head.wv.length !== dim * outDim) {
+    throw new RangeError(
+      `${who}: wv must have dim·outDim = ${dim * outDim} elements, got ${head.wv.length}`,
+    );
+  }
+  return r;
+}
+
+/**
+ * The `[L·L]` attention weights (row i = query, column j = key) of one head on
+ * one sequence `x` (`[L·dim]`, row-major), in f64: softmax_j(s_ij) or
+ * σ(s_ij − ln L), with s_ij = (x_i W_Q)·(x_j W_K)/√r and no mask.
+ */
+export function teacherAttentionWeights(
+  x: ArrayLike<number>,
+  head: AttentionHeadParams,
+  config: Pick<TeacherConfig, "seqLen" | "dim" | "activation">,
+): Float64Array {
+  const { seqLen: L, dim } = config;
+  if (x.length !== L * dim) {
+    throw new RangeError(`teacher: x must have seqLen·dim = ${L * dim} elements, got ${x.length}`);
+  }
+  const r = head.wq.length / dim;
+  if (!Number.isInteger(r) || r < 1 || head.wk.length !== head.wq.length) {
+    throw new RangeError(`teacher: wq and wk must both have dim·r elements (dim = ${dim})`);
+  }
+  const q = project(x, head.wq, L, dim, r);
+  const k = project(x, head.wk, L, dim, r);
+  const scale = 1 / Math.sqrt(r);
+  const bias = -Math.log(L);
+  const w = new Float64Array(L * L);
+  for (let i = 0; i < L; i++) {
+    let max = -Infinity;
+    for (let j = 0; j < L; j++) {
+      let dot = 0;
+      for (let c = 0; c < r; c++) dot += q[i * r + c] * k[j * r + c];
+      const s = scale * dot;
+      w[i * L + j] = s;
+      if (s > max) max = s;
+    }
+    if (config.activation === "softmax") {
+      let sum = 0;
+      for (let j = 0; j < L; j++) sum += w[i * L + j] = Math.exp(w[i * L + j] - max);
+      for (let j = 0; j < L; j++) w[i * L + j] /= sum;
+    } else {
+      for (let j = 0; j < L; j++) w[i * L + j] = sigmoid(w[i * L + j] + bias);
+    }
+  }
+  return w;
+}
+
+/**
+ * The teacher layer on one sequence `x` (`[L·dim]`, row-major), in f64:
+ * Y_i = Σ_h Σ_j w^h_ij · e(x_j W_V,h), returned as `[L·outDim]`. Each head's
+ * rank is read off its `wq` length. The CPU reference the task's targets come
+ * from.
+ */
+export function teacherForward(
+  x: ArrayLike<number>,
+  heads: readonly AttentionHeadParams[],
+  config: TeacherConfig,
+): Float64Array {
+  const { seqLen: L, dim, outDim } = config;
+  const y = new Float64Array(L * outDim);
+  for (const head of heads) {
+    headRank(head, dim, outDim, "teacherForward");
+    const w = teacherAttentionWeights(x, head, config);
+    const e = project(x, head.wv, L, dim, outDim);
+    for (let p = 0; p < e.length; p++) e[p] = expertActivation(config.expert, e[p]);
+    for (let i = 0; i < L; i++) {
+      for (let j = 0; j < L; j++) {
+        const wij = w[i * L + j];
+        for (let c = 0; c < outDim; c++) y[i * outDim + c] += wij * e[j * outDim + c];
+      }
+    }
+  }
+  return y;
+}
+
+/** The effective gating matrix A = W_Q W_Kᵀ/√r (`[dim·dim]`, f64) of a head: s_ij = x_i A x_jᵀ. */
+export function gatingMatrix(head: AttentionHeadParams, dim: number): Float64Array {
+  const r = head.wq.length / dim;
+  if (!Number.isInteger(r) || r < 1 || head.wk.length !== head.wq.length) {
+    throw new RangeError(`gatingMatrix: wq and wk must both have dim·r elements (dim = ${dim})`);
+  }
+  const scale = 1 / Math.sqrt(r);
+  const a = new Float64Array(dim * dim);
+  for (let u = 0; u < dim; u++) {
+    for (let v = 0; v < dim; v++) {
+      let dot = 0;
+      for (let c = 0; c < r; c++) dot += head.wq[u * r + c] * head.wk[v * r + c];
+      a[u * dim + v] = scale * dot;
+    }
+  }
+  return a;
+}
+
+/**
+ * How well a student attention layer (heads summed, the same form as the
+ * teacher's) recovers the teacher's parameters. Heads are compared through
+ * their gating matrices A = W_Q W_Kᵀ/√r (dim×dim; this removes the gauge
+ * W_Q → W_Q M, W_K → W_K M⁻ᵀ and lets student and teacher ranks differ) and
+ * their value matrices W_V (dim×outDim). Both lists are in teacher coordinates
+ * (the student's attention must act on the raw inputs). ‖·‖ is the Frobenius
+ * norm; k* = teacher heads, k = student heads.
+ *
+ * Matching. If k = k*: the one-to-one assignment π minimising
+ * Σ_j (‖A_π(j) − A*_j‖²/Σ‖A*‖² + ‖V_π(j) − V*_j‖²/Σ‖V*‖²) (exact, dynamic
+ * programming over subsets, k ≤ 16), and
+ * gating = √(Σ_j ‖A_π(j) − A*_j‖² / Σ_j ‖A*_j‖²),
+ * value = √(Σ_j ‖V_π(j) − V*_j‖² / Σ_j ‖V*_j‖²).
+ * Otherwise (over- or under-specified student) via the Voronoi cells below:
+ * cell j is summarised by V̂_j = Σ_{i∈𝒱_j} V_i (summed heads add their values)
+ * and Â_j = the average of the A_i, i ∈ 𝒱_j, weighted by ‖V_i‖ (plain mean if
+ * all are 0); an empty cell has Â_j = 0, V̂_j = 0; gating and value are the
+ * same relative errors with Â_j, V̂_j in place of A_π(j), V_π(j).
+ *
+ * Voronoi loss, in the style of the Voronoi losses of the mixture-of-experts
+ * literature (Nguyen, Ho, Rinaldo and coauthors; the loss arXiv:2502.00281 uses)
+ * adapted to attention heads that are summed rather than gated by mixture
+ * weights. Distances are relative, so the loss is scale-free:
+ * d(i, j) = ‖A_i − A*_j‖/‖A*_j‖ + ‖V_i − V*_j‖/‖V*_j‖; the cell of teacher head
+ * j is 𝒱_j = {i : j = argmin_l d(i, l)} (ties to the lower l); and
+ *
+ *   voronoi = (1/k*) Σ_j [ ‖Σ_{i∈𝒱_j} V_i − V*_j‖/‖V*_j‖
+ *                          + Σ_{i∈𝒱_j} (‖V_i‖/‖V*_j‖)·‖A_i − A*_j‖/‖A*_j‖ ].
+ *
+ * The first term plays the role of the mixing-weight mass term (summed heads
+ * in one cell must add up to the teacher head's value; an empty cell costs 1,
+ * the teacher head's whole relative norm); the second is the per-head gating
+ * discrepancy, weighted by the head's share of the value norm the way the MoE
+ * losses weight by mixing weight, so a head with W_V ≈ 0 (which contributes
+ * nothing) costs almost nothing. It is 0 exactly when every cell's heads share
+ * the teacher's A and their values sum to the teacher's, which for linear
+ * experts is exactly when the layers agree head by head (for ReLU/GELU experts
+ * a split head must also keep its values' direction, which this loss does not
+ * check). Unlike the MoE losses this uses first powers throughout, not squared
+ * terms for over-specified cells. All three numbers are invariant to permuting
+ * student heads and to the Q/K gauge.
+ *
+ * Identifiability: a softmax row is unchanged by adding a constant to all its
+ * scores, so a term of A that only depends on the query, x_i A x_jᵀ = f(x_i),
+ * is invisible to a softmax teacher. For these inputs (no constant feature,
+ * no bias in the scores) no nonzero matrix gives such a term (x_i M x_jᵀ
+ * independent of x_j forces M = 0), so A is identified for softmax as well as
+ * sigmoid, and the relative error of A is a fair measure for both. A student
+ * with key biases or inputs with a constant coordinate would break this.
+ */
+export function parameterErrors(
+  teacher: readonly AttentionHeadParams[],
+  student: readonly AttentionHeadParams[],
+  dims: { dim: number; outDim: number },
+): ParameterErrors {
+  const { dim, outDim } = dims;
+  if (teacher.length < 1) throw new RangeError("parameterErrors: teacher needs at least one head");
+  if (student.length < 1) throw new RangeError("parameterErrors: student needs at least one head");
+  for (const h of teacher) headRank(h, dim, outDim, "parameterErrors (teacher)");
+  for (const h of student) headRank(h, dim, outDim, "parameterErrors (student)");
+  const tA = teacher.map((h) => gatingMatrix(h, dim));
+  const tV = teacher.map((h) => Float64Array.from(h.wv));
+  const sA = student.map((h) => gatingMatrix(h, dim));
+  const sV = student.map((h) => Float64Array.from(h.wv));
+  const kT = teacher.length;
+  const kS = student.length;
+  const tAn = tA.map(norm);
+  const tVn = tV.map(norm);
+  const sVn = sV.map(norm);
+  const safe = (x: number): number => (x > 0 ? x : 1);
+
+  // Voronoi cells.
+  const cells: number[][] = Array.from({ length: kT }, () => []);
+  for (let i = 0; i < kS; i++) {
+    let best = Infinity;
+    let arg = 0;
+    for (let j = 0; j < kT; j++) {
+      const d = dist(sA[i], tA[j]) / safe(tAn[j]) + dist(sV[i], tV[j]) / safe(tVn[j]);
+      if (d < best) {
+        best = d;
+        arg = j;
+      }
+    }
+    cells[arg].push(i);
+  }
+  let voronoi = 0;
+  for (let j = 0; j < kT; j++) {
+    const vSum = new Float64Array(dim * outDim);
+    let gate = 0;
+    for (const i of cells[j]) {
+      for (let p = 0; p < vSum.length; p++) vSum[p] += sV[i][p];
+      gate += (sVn[i] / safe(tVn[j])) * (dist(sA[i], tA[j]) / safe(tAn[j]));
+    }
+    voronoi += dist(vSum, tV[j]) / safe(tVn[j]) + gate;
+  }
+  voronoi /= kT;
+
+  const totalA = safe(tAn.reduce((s, x) => s + x * x, 0));
+  const totalV = safe(tVn.reduce((s, x) => s + x * x, 0));
+  let errA = 0;
+  let errV = 0;
+  if (kS === kT) {
+    if (kT > MAX_HEADS) {
+      throw new RangeError(
+        `parameterErrors: one-to-one matching supports at most ${MAX_HEADS} heads, got ${kT}`,
+      );
+    }
+    const cA = tA.map((a) => sA.map((b) => dist2(b, a)));
+    const cV = tV.map((v) => sV.map((b) => dist2(b, v)));
+    const perm = bestAssignment(kT, (j, i) => cA[j][i] / totalA + cV[j][i] / totalV);
+    for (let j = 0; j < kT; j++) {
+      errA += cA[j][perm[j]];
+      errV += cV[j][perm[j]];
+    }
+  } else {
+    for (let j = 0; j < kT; j++) {
+      const aHat = new Float64Array(dim * dim);
+      const vHat = new Float64Array(dim * outDim);
+      const cell = cells[j];
+      let wSum = 0;
+      for (const i of cell) wSum += sVn[i];
+      for (const i of cell) {
+        const w = wSum > 0 ? sVn[i] / wSum : 1 / cell.length;
+        for (let p = 0; p < aHat.length; p++) aHat[p] += w * sA[i][p];
+        for (let p = 0; p < vHat.length; p++) vHat[p] += sV[i][p];
+      }
+      errA += dist2(aHat, tA[j]);
+      errV += dist2(vHat, tV[j]);
+    }
+  }
+  return { gating: Math.sqrt(errA / totalA), value: Math.sqrt(errV / totalV), voronoi };
+}
+
+/** perm[j] = the student head matched to teacher head j, minimising Σ_j cost(j, perm[j]). */
+function bestAssignment(k: number, cost: (j: number, i: number) => number): number[] {
+  const states = 1 << k;
+  const dp = new Float64Array(states).fill(Infinity);
+  const choice = new Int8Array(states).fill(-1);
+  dp[0] = 0;
+  for (let mask = 0; mask < states; mask++) {
+    if (dp[mask] === Infinity) continue;
+    const j = popcount(mask); // teacher head to place next
+    if (j >= k) continue;
+    for (let i = 0; i < k; i++) {
+      if (mask & (1 << i)) continue;
+      const next = mask | (1 << i);
+      const c = dp[mask] + cost(j, i);
+      if (c < dp[next]) {
+        dp[next] = c;
+        choice[next] = i;
+      }
+    }
+  }
+  const perm = new Array<number>(k);
+  let mask = states - 1;
+  for (let j = k - 1; j >= 0; j--) {
+    const i = choice[mask];
+    perm[j] = i;
+    mask &= ~(1 << i);
+  }
+  return perm;
+}
+
+function popcount(x: number): number {
+  let c = 0;
+  for (; x; x &= x - 1) c++;
+  return c;
+}
+
+function norm(a: Float64Array): number {
+  let s = 0;
+  for (let p = 0; p < a.length; p++) s += a[p] * a[p];
+  return Math.sqrt(s);
+}
+
+function dist2(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let p = 0; p < a.length; p++) {
+    const d = a[p] - b[p];
+    s += d * d;
+  }
+  return s;
+}
+
+function dist(a: Float64Array, b: Float64Array): number {
+  return Math.sqrt(dist2(a, b));
+}
+
+/** `[L·cols]` = x (`[L·dim]`) times w (`[dim·cols]`), in f64. */
+function project(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  L: number,
+  dim: number,
+  cols: number,
+): Float64Array {
+  const out = new Float64Array(L * cols);
+  for (let i = 0; i < L; i++) {
+    for (let u = 0; u < dim; u++) {
+      const xu = x[i * dim + u];
+      for (let c = 0; c < cols; c++) out[i * cols + c] += xu * w[u * cols + c];
+    }
+  }
+  return out;
+}
+
+function sigmoid(x: number): number {
+  const e = Math.exp(-Math.abs(x));
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+/** Murmur3's 32-bit finalizer: a bijective mix of a 32-bit integer. */
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
+  return (x ^ (x >>> 16)) >>> 0;
+}
+
+/** An Rng at the start of block `k` (`stride` draws each) of the cycle starting at `base`. */
+function blockRng(base: number, k: number, stride: number): Rng {
+  return Rng.fromState((base + Math.imul(k * stride, 0x9e3779b9)) >>> 0);
+}
+
+function seedOption(task: string, name: string, seed: unknown): number {
+  if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new RangeError(`${task}: ${name} must be an integer in [0, 4294967295], got ${seed}`);
+  }
+  return seed >>> 0;
+}
+
+function intOption(
+  task: string,
+  name: string,
+  value: unknown,
+  fallback: number | undefined,
+  min: number,
+  max: number,
+): number {
+  const v = value ?? fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new RangeError(`${task}: ${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+  return v;
+}
+
+function checkIndices(
+  task: string,
+  split: Split,
+  indices: ArrayLike<number>,
+  trainSize: number,
+  testSize: number,
+): number {
+  if (split !== "train" && split !== "test") {
+    throw new RangeError(`${task}: split must be "train" or "test", got ${split}`);
+  }
+  const size = split === "train" ? trainSize : testSize;
+  for (let b = 0; b < indices.length; b++) {
+    const i = indices[b];
+    if (!Number.isInteger(i) || i < 0 || i >= size) {
+      throw new RangeError(
+        `${task}: ${split} index must be an integer in [0, ${size - 1}], got ${i}`,
+      );
+    }
+  }
+  return indices.length;
+}
