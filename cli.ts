@@ -10,11 +10,13 @@ import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
 import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
 import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "./kernels/attention_fused_backward.ts";
+import { trainMain } from "./training/cli.ts";
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
 usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
        deno run -A cli.ts doctor         show the WebGPU adapter and its limits
+       deno task train --task NAME [options]  (= deno run -A cli.ts train …; --help for more)
        deno run -A cli.ts model [--gpu]  the operation-count model of the kernels, forward
                                          and backward (software-adapter costs, or GPU
                                          costs with --gpu)
@@ -52,6 +54,7 @@ function positiveInt(name: string, text: string, max = Infinity): number {
 }
 
 async function main(args: string[]): Promise<number> {
+  if (args[0] === "train") return await trainMain(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -108,7 +111,7 @@ async function main(args: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`unknown command "${command}" (try demo, doctor or model)`);
+      throw new UsageError(`unknown command "${command}" (try demo, train, doctor or model)`);
   }
 }
 

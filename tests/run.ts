@@ -23,8 +23,8 @@
  *   With no arguments it runs the whole suite (doc examples included).
  */
 
-const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "tests/"];
-const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-run"];
+const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "tests/"];
+const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-run"];
 const TEARDOWN_SIGNALS = new Set(["SIGSEGV", "SIGABRT"]);
 
 /** How much of the child's stdout is kept to find the summary line. */

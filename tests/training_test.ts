@@ -1,0 +1,150 @@
+/**
+ * The trainer: determinism, checkpoint and resume after a kill, the JSON-lines
+ * log, config errors, and the schedule.
+ */
+
+import assert from "node:assert/strict";
+import { batchIndices, learningRate, resolveTrainConfig, train } from "../training/trainer.ts";
+import { loadCheckpoint } from "../training/checkpoint.ts";
+
+const SMALL = {
+  task: "mqar" as const,
+  n: 256,
+  seed: 3,
+  testSize: 64,
+  taskOptions: { vocab: 16, pairs: 2 },
+  width: 16,
+  heads: 2,
+  layers: 1,
+  steps: 24,
+  batchSize: 16,
+  evalEvery: 12,
+  progress: false,
+};
+
+Deno.test("the learning rate warms up linearly, then decays along a cosine to lr·minLrRatio", () => {
+  const c = { lr: 1, warmup: 10, steps: 110, minLrRatio: 0.1 };
+  assert.equal(learningRate(0, c), 0.1);
+  assert.equal(learningRate(9, c), 1);
+  assert.ok(Math.abs(learningRate(60, c) - 0.55) < 1e-12); // half way: the mean of 1 and 0.1
+  assert.ok(Math.abs(learningRate(110, c) - 0.1) < 1e-12);
+  for (let t = 11; t < 110; t++) assert.ok(learningRate(t, c) <= learningRate(t - 1, c));
+});
+
+Deno.test("batch order is a pure function of (seed, step) and visits every example once per epoch", () => {
+  const n = 10;
+  const seen = new Set<number>();
+  for (let step = 0; step < 5; step++) for (const i of batchIndices(4, step, 2, n)) seen.add(i);
+  assert.equal(seen.size, n); // steps 0..4 with batch 2 = exactly the first epoch
+  assert.deepEqual(batchIndices(4, 7, 3, n), batchIndices(4, 7, 3, n));
+  assert.notDeepEqual(
+    [...Array(5).keys()].flatMap((s) => [...batchIndices(4, s, 2, n)]),
+    [...Array(5).keys()].flatMap((s) => [...batchIndices(5, s, 2, n)]),
+  );
+});
+
+Deno.test("bad training configs are rejected with the option's name", () => {
+  assert.throws(() => resolveTrainConfig({ task: "nope" as "mqar" }), /unknown task "nope"/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", n: 0 }), /n must be an integer ≥ 1/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", lr: -1 }), /lr must be a positive number/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", warmup: 5000 }), /warmup must be/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", beta2: 1 }), /beta2 must be in \[0, 1\)/);
+});
+
+Deno.test("training is deterministic: the same seed gives the same loss curve, another seed does not", async () => {
+  const a = await train(SMALL);
+  const b = await train(SMALL);
+  const c = await train({ ...SMALL, seed: 4 });
+  assert.equal(a.losses.length, SMALL.steps);
+  assert.deepEqual(a.losses, b.losses);
+  assert.deepEqual(a.evals, b.evals);
+  assert.notDeepEqual(a.losses, c.losses);
+  for (const loss of a.losses) assert.ok(Number.isFinite(loss) && loss > 0);
+});
+
+Deno.test("a run killed mid-way and resumed from its checkpoint continues the exact loss curve", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-resume-" });
+  try {
+    const uninterrupted = await train({ ...SMALL, attention: "sigmoid" });
+    const checkpoint = `${dir}/run.ckpt`;
+    const log = `${dir}/run.jsonl`;
+    // Kill a CLI run as soon as its first checkpoint (step 8) is on disk.
+    const args = [
+      "run",
+      "--allow-env",
+      "--allow-read",
+      "--allow-write",
+      "cli.ts",
+      "train",
+      "--task",
+      "mqar",
+      "--n",
+      "256",
+      "--seed",
+      "3",
+      "--test-size",
+      "64",
+      "--opt",
+      "vocab=16",
+      "--opt",
+      "pairs=2",
+      "--width",
+      "16",
+      "--heads",
+      "2",
+      "--layers",
+      "1",
+      "--steps",
+      "24",
+      "--batch-size",
+      "16",
+      "--eval-every",
+      "12",
+      "--attention",
+      "sigmoid",
+      "--checkpoint",
+      checkpoint,
+      "--checkpoint-every",
+      "8",
+      "--log",
+      log,
+      "--quiet",
+    ];
+    const child = new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "piped" })
+      .spawn();
+    for (let i = 0; i < 1200 && !(await exists(checkpoint)); i++) await delay(50);
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stderr.cancel();
+    const saved = await loadCheckpoint(checkpoint);
+    assert.ok(saved, "the killed run wrote no checkpoint");
+    assert.ok(saved.meta.step >= 8 && saved.meta.step < 24, `killed at step ${saved.meta.step}`);
+
+    const resumed = await train({ ...SMALL, attention: "sigmoid", checkpoint, log });
+    assert.equal(resumed.resumedFrom, saved.meta.step);
+    assert.deepEqual(resumed.losses, uninterrupted.losses);
+    assert.deepEqual(resumed.evals, uninterrupted.evals);
+
+    // The log holds every step exactly once, and its losses are the run's.
+    const records = (await Deno.readTextFile(log)).trim().split("\n").map((l) => JSON.parse(l));
+    const steps = records.filter((r) => r.type === "step");
+    assert.deepEqual(steps.map((r) => r.step), [...Array(24).keys()].map((i) => i + 1));
+    assert.deepEqual(steps.map((r) => r.loss), uninterrupted.losses);
+    assert.equal(records.at(-1).type, "end");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
