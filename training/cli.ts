@@ -35,7 +35,7 @@ model:
 optimisation:
   --steps N            optimisation steps (default 1000)
   --batch-size N       sequences per step (default 32)
-  --lr X               peak learning rate (default 3e-3)
+  --lr X               peak learning rate (default 3e-3; attention arch 1e-2)
   --warmup N           warmup steps (default 5% of steps)
   --min-lr-ratio X     cosine floor as a fraction of lr (default 0.1)
   --weight-decay X     AdamW weight decay on matrices (default 0.01)

@@ -73,8 +73,8 @@ export interface TrainConfig {
   steps: number;
   /** Sequences per step. Default 32 (capped at n). */
   batchSize: number;
-  /** Peak learning rate. Default 3e-3. */
-  lr: number;
+  /** Peak learning rate. Default 3e-3 for the transformer, 1e-2 for the attention arch. */
+  lr?: number;
   /** Linear warmup steps. Default 5% of the steps. */
   warmup?: number;
   /** The cosine decays to `lr·minLrRatio`. Default 0.1. */
@@ -163,7 +163,6 @@ const DEFAULTS = {
   qkNorm: false,
   steps: 1000,
   batchSize: 32,
-  lr: 3e-3,
   minLrRatio: 0.1,
   weightDecay: 0.01,
   beta1: 0.9,
@@ -177,7 +176,11 @@ const DEFAULTS = {
 };
 
 /** A config with every default filled in (checked). */
-export type ResolvedTrainConfig = TrainConfig & { warmup: number; checkpointEvery: number };
+export type ResolvedTrainConfig = TrainConfig & {
+  lr: number;
+  warmup: number;
+  checkpointEvery: number;
+};
 
 /** Fills in defaults and rejects impossible values with a RangeError naming the option. */
 export function resolveTrainConfig(
@@ -211,7 +214,7 @@ export function resolveTrainConfig(
   int("patience", 0);
   int("evalBatchSize", 1);
   if (!Number.isFinite(c.seed)) throw new RangeError(`seed must be a finite number, got ${c.seed}`);
-  num("lr", (v) => v > 0 && Number.isFinite(v), "a positive number");
+  if (c.lr !== undefined) num("lr", (v) => v > 0 && Number.isFinite(v), "a positive number");
   num("minLrRatio", (v) => v >= 0 && v <= 1, "in [0, 1]");
   num("weightDecay", (v) => v >= 0 && Number.isFinite(v), "≥ 0");
   num("beta1", (v) => v >= 0 && v < 1, "in [0, 1)");
@@ -229,7 +232,9 @@ export function resolveTrainConfig(
   if (c.target !== undefined && !Number.isFinite(c.target)) {
     throw new RangeError(`target must be a finite number, got ${c.target}`);
   }
-  return { ...c, warmup, checkpointEvery, resume: config.resume ?? true };
+  const arch = c.arch ?? (c.task === "teacher" ? "attention" : "transformer");
+  const lr = c.lr ?? (arch === "attention" ? 1e-2 : 3e-3);
+  return { ...c, lr, warmup, checkpointEvery, resume: config.resume ?? true };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
@@ -416,6 +421,8 @@ export async function train(
       });
     };
 
+    // The untrained model's test metric: the baseline every curve starts from.
+    if (startStep === 0) await evaluateNow();
     while (step < c.steps) {
       const t0 = performance.now();
       const indices = batchIndices(c.seed, step, batchSize, task.trainSize);
