@@ -56,3 +56,22 @@ export {
   timeAttention,
   type TimingOptions,
 } from "./kernels/attention_timing.ts";
+export {
+  type EvalRecord,
+  type ResolvedTrainConfig,
+  train,
+  type TrainConfig,
+  type TrainResult,
+} from "./training/trainer.ts";
+export { createTask, TASK_NAMES, type TaskName } from "./training/tasks/index.ts";
+export type {
+  Batch,
+  Metric,
+  Score,
+  Split,
+  Task,
+  TaskInput,
+  TaskOptions,
+  TaskOutput,
+} from "./training/tasks/task.ts";
+export type { ExpertFn, ModelConfig } from "./training/model.ts";

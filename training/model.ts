@@ -46,7 +46,9 @@ export type ExpertFn = "linear" | "relu" | "gelu";
 export interface ModelConfig {
   /** `"transformer"` (default) or the paper's single `"attention"` layer. */
   arch: "transformer" | "attention";
+  /** What the model reads (the task's input). */
   input: TaskInput;
+  /** What the model predicts (the task's output). */
   output: TaskOutput;
   /** Positions per sequence. */
   seqLen: number;

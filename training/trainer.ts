@@ -19,7 +19,7 @@
  * @module
  */
 
-import { adapterReport, getDevice, readFloat32 } from "../kernels/device.ts";
+import { adapterReport, getDevice, gpuDone, readFloat32 } from "../kernels/device.ts";
 import { AdamWPlan, createAdamWStepBuffer, writeAdamWStep } from "../kernels/adamw.ts";
 import type { Activation } from "../kernels/attention_options.ts";
 import { SumPlan } from "../kernels/reduce.ts";
@@ -81,8 +81,11 @@ export interface TrainConfig {
   minLrRatio: number;
   /** AdamW decoupled weight decay on matrices. Default 0.01. */
   weightDecay: number;
+  /** AdamW's first-moment decay. Default 0.9. */
   beta1: number;
+  /** AdamW's second-moment decay. Default 0.999. */
   beta2: number;
+  /** AdamW's denominator epsilon. Default 1e-8. */
   eps: number;
   /** Clip the global gradient norm to this; 0 turns clipping off. Default 1. */
   clip: number;
@@ -110,6 +113,7 @@ export interface TrainConfig {
 
 /** One evaluation on the test set. */
 export interface EvalRecord {
+  /** Steps completed when it ran (0 = the untrained model). */
   step: number;
   /** Mean test loss (cross-entropy, or mean squared error per element). */
   loss: number;
@@ -121,24 +125,33 @@ export interface EvalRecord {
 
 /** What {@linkcode train} returns. */
 export interface TrainResult {
+  /** The task's name. */
   task: string;
+  /** The attention activation trained with. */
   attention: Activation;
+  /** Training sequences. */
   n: number;
+  /** The run's seed. */
   seed: number;
+  /** The task's metric, e.g. "accuracy". */
   metricName: string;
+  /** Whether a larger metric is better. */
   higherIsBetter: boolean;
   /** The metric of a model that learned nothing. */
   chance: number;
   /** The resolved model config. */
   model: ModelConfig;
+  /** Trainable scalars. */
   parameterCount: number;
   /** Steps taken (≤ the configured steps when stopped early). */
   steps: number;
+  /** Why training stopped: all steps done, no improvement for `patience` evaluations, or `target` reached. */
   stopReason: "steps" | "patience" | "target";
   /** Training loss of every step. */
   losses: number[];
   /** Global gradient norm of every step (before clipping). */
   gradNorms: number[];
+  /** Every evaluation, the untrained model's (step 0) first. */
   evals: EvalRecord[];
   /** The last evaluation. */
   final: EvalRecord;
@@ -152,6 +165,7 @@ export interface TrainResult {
   seconds: number;
   /** Step the run resumed from, when it did. */
   resumedFrom?: number;
+  /** The WebGPU adapter that trained it. */
   adapter: string;
 }
 
@@ -485,6 +499,50 @@ export async function train(
     evalGraph.destroy();
     model.destroy();
   }
+}
+
+/** One training step ready to run again and again, for benchmarks. */
+export interface TrainingStep {
+  /** The device it runs on. */
+  device: GPUDevice;
+  /** Sequences × positions per step. */
+  tokensPerStep: number;
+  /** Trainable scalars of the model. */
+  parameterCount: number;
+  /** Uploads step t's batch, records forward, backward and AdamW, and submits (no wait). */
+  run(t: number): void;
+  /** Resolves when the GPU has finished every submitted step. */
+  done(): Promise<void>;
+  /** Frees the model, graph and optimiser. */
+  destroy(): void;
+}
+
+/** Builds the model, graph and optimiser of `config` and returns its step, untimed. */
+export async function prepareTrainingStep(
+  config: Partial<TrainConfig> & { task: TaskName },
+): Promise<TrainingStep> {
+  const { config: c, task, model: modelConfig } = await planRun(config);
+  const device = c.device ?? await getDevice();
+  const model = Model.create(device, modelConfig, c.seed);
+  const batchSize = Math.min(c.batchSize, task.trainSize);
+  const graph = await model.graph(batchSize, { backward: true });
+  const optimizer = await Optimizer.create(device, model, c);
+  return {
+    device,
+    tokensPerStep: batchSize * task.seqLen,
+    parameterCount: model.parameterCount,
+    run(t: number) {
+      if (optimizer.pending === HISTORY_STEPS) optimizer.pending = 0; // nobody reads the losses here
+      graph.upload(task.batch("train", batchIndices(c.seed, t, batchSize, task.trainSize)));
+      optimizer.encodeStep(graph, t, learningRate(t, c));
+    },
+    done: () => gpuDone(device),
+    destroy() {
+      optimizer.destroy();
+      graph.destroy();
+      model.destroy();
+    },
+  };
 }
 
 /** The config as stored in logs and checkpoints (no device). */
