@@ -48,3 +48,55 @@ Deno.test("cli model prints the operation-count table", async () => {
   assert.equal(code, 0);
   assert.match(stdout, /\| 64 \| fused sigmoid \| 128\.0 \|/);
 });
+
+Deno.test("train --help prints the options and exits 0", async () => {
+  const { code, stdout } = await cli("train", "--help");
+  assert.equal(code, 0);
+  assert.match(stdout, /usage: deno task train --task NAME/);
+  for (const flag of ["--attention", "--n N", "--checkpoint FILE", "--log FILE", "--patience"]) {
+    assert.ok(stdout.includes(flag), `--help does not mention ${flag}`);
+  }
+});
+
+Deno.test("train rejects impossible configs with a clear message and exit code 2", async () => {
+  for (
+    const [args, message] of [
+      [["--task", "nope"], /unknown task "nope"; tasks: teacher, mqar, count, sort, mnist/],
+      [["--attention", "relu", "--task", "mqar"], /attention must be "softmax" or "sigmoid"/],
+      [["--task", "mqar", "--heads", "3"], /heads \(3\) must divide the model width \(32\)/],
+      [["--task", "mnist", "--n", "9500"], /n must be an integer in \[1, 9000\].*got n = 9500/],
+      [["--task", "count", "--opt", "seqLen=5000"], /seqLen must be an integer in \[1, 4096\]/],
+      [["--task", "mqar", "--opt", "bogus=1"], /task mqar has no option "bogus"/],
+      [["--task", "mqar", "--steps", "x"], /--steps must be a number/],
+      [["--n", "10"], /--task is required/],
+    ] as const
+  ) {
+    const { code, stderr } = await cli("train", ...args);
+    assert.equal(code, 2, `train ${args.join(" ")} exited ${code}: ${stderr}`);
+    assert.match(stderr, message);
+  }
+});
+
+Deno.test("train runs a tiny model end to end and prints its summary", async () => {
+  const { code, stdout } = await cli(
+    "train",
+    "--task",
+    "sort",
+    "--n",
+    "64",
+    "--test-size",
+    "32",
+    "--steps",
+    "4",
+    "--batch-size",
+    "8",
+    "--width",
+    "8",
+    "--layers",
+    "1",
+    "--quiet",
+  );
+  assert.equal(code, 0);
+  assert.match(stdout, /task sort {2}attention softmax {2}n 64/);
+  assert.match(stdout, /test accuracy \d\.\d{4} \(best/);
+});
