@@ -4,8 +4,18 @@
  */
 
 import assert from "node:assert/strict";
-import { batchIndices, learningRate, resolveTrainConfig, train } from "../training/trainer.ts";
+import {
+  batchIndices,
+  learningRate,
+  Optimizer,
+  resolveTrainConfig,
+  train,
+} from "../training/trainer.ts";
 import { loadCheckpoint } from "../training/checkpoint.ts";
+import { adamWReference } from "../kernels/adamw.ts";
+import { getDevice, readFloat32 } from "../kernels/device.ts";
+import { Model, resolveModelConfig } from "../training/model.ts";
+import { createTask } from "../training/tasks/index.ts";
 
 const SMALL = {
   task: "mqar" as const,
@@ -148,3 +158,65 @@ async function exists(path: string): Promise<boolean> {
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+Deno.test("a step's global gradient norm, clipping and AdamW (decay on matrices only) match a CPU computation", async () => {
+  const device = await getDevice();
+  const task = await createTask("sort", { n: 16, seed: 2, testSize: 8, seqLen: 5, vocab: 6 });
+  const model = Model.create(
+    device,
+    resolveModelConfig({
+      input: task.input,
+      output: task.output,
+      seqLen: task.seqLen,
+      width: 8,
+      heads: 2,
+      layers: 1,
+      attention: "sigmoid",
+    }),
+    5,
+  );
+  const graph = await model.graph(4, { backward: true });
+  const config = resolveTrainConfig({
+    task: "sort",
+    beta1: 0.8,
+    beta2: 0.9,
+    eps: 1e-6,
+    weightDecay: 0.5,
+    clip: 0.05,
+  });
+  const optimizer = await Optimizer.create(device, model, config);
+  try {
+    graph.upload(task.batch("train", [0, 1, 2, 3]));
+    const lr = 0.01;
+    optimizer.encodeStep(graph, 0, lr);
+    const [[loss, sumSq]] = await optimizer.readHistory();
+    let cpuSumSq = 0;
+    const grads = new Map<string, Float32Array>();
+    for (const p of model.params) {
+      const g = await readFloat32(device, p.grad.buffer, p.value.size);
+      grads.set(p.name, g);
+      for (const x of g) cpuSumSq += x * x;
+    }
+    assert.ok(loss > 0 && Number.isFinite(loss));
+    assert.ok(Math.abs(sumSq - cpuSumSq) <= 1e-5 * cpuSumSq, `Σg² GPU ${sumSq} vs CPU ${cpuSumSq}`);
+    assert.ok(Math.sqrt(cpuSumSq) > config.clip, "the test needs clipping to be active");
+    const step = { lr, beta1: 0.8, beta2: 0.9, eps: 1e-6, step: 1, maxNorm: config.clip };
+    for (const p of model.params) {
+      const z = new Float32Array(p.value.size);
+      const ref = adamWReference(p.init, grads.get(p.name)!, z, z, step, p.decay ? 0.5 : 0, sumSq);
+      const got = await readFloat32(device, p.value.buffer, p.value.size);
+      for (let i = 0; i < got.length; i++) {
+        const err = Math.abs(got[i] - ref.param[i]);
+        assert.ok(
+          err <= 1e-6 + 1e-5 * Math.abs(ref.param[i]),
+          `${p.name}[${i}]: ${got[i]} vs ${ref.param[i]}`,
+        );
+      }
+    }
+    assert.ok(model.params.some((p) => p.decay) && model.params.some((p) => !p.decay));
+  } finally {
+    optimizer.destroy();
+    graph.destroy();
+    model.destroy();
+  }
+});

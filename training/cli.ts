@@ -45,7 +45,8 @@ optimisation:
   --target X           stop once the test metric reaches X
 
 output:
-  --log FILE           JSON-lines log (one line per step and per evaluation)
+  --log FILE           JSON-lines log, one line per step and per evaluation
+                       (a new run overwrites it; a resumed run continues it)
   --checkpoint FILE    write a checkpoint every --checkpoint-every steps (default:
                        --eval-every) and resume from it when it exists
   --checkpoint-every N

@@ -111,6 +111,9 @@ export function resolveModelConfig(
   };
   const c: ModelConfig = { ...defaults };
   for (const [key, value] of Object.entries(config)) {
+    if (!(key in defaults)) {
+      throw new RangeError(`model config has no option ${JSON.stringify(key)}`);
+    }
     if (value !== undefined) (c as unknown as Record<string, unknown>)[key] = value;
   }
   const positiveInt = (name: keyof ModelConfig, value: unknown) => {

@@ -712,7 +712,7 @@ async function studentHeads(
  * Everything after the backward pass: squared gradient norms, their sum,
  * AdamW on every parameter, and the on-GPU loss history.
  */
-class Optimizer {
+export class Optimizer {
   /** Steps recorded since the last {@linkcode Optimizer.readHistory}. */
   pending = 0;
 
