@@ -34,6 +34,7 @@
  */
 
 import { Rng } from "../rng.ts";
+import { checkIndexRange, intOption } from "./common.ts";
 import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
 
 /** Image side in pixels. */
@@ -221,12 +222,6 @@ export function unpatchify(tokens: ArrayLike<number>, tokenOffset = 0): Float32A
   return image;
 }
 
-function checkInt(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`mnist: ${name} must be an integer in [${min}, ${max}], got ${value}`);
-  }
-}
-
 /** Global image indices of each digit, ascending. */
 function digitIndices(labels: Uint8Array): number[][] {
   const byDigit: number[][] = Array.from({ length: MNIST_CLASSES }, () => []);
@@ -251,7 +246,7 @@ function digitIndices(labels: Uint8Array): number[][] {
  */
 export async function createMnistTask(options: MnistOptions): Promise<MnistTask> {
   const { n, seed, testSize = MNIST_DEFAULT_TEST_SIZE, normalize = false } = options;
-  checkInt("testSize", testSize, 1, MNIST_MAX_TEST_SIZE);
+  intOption("mnist", "testSize", testSize, undefined, 1, MNIST_MAX_TEST_SIZE);
   const maxN = MNIST_COUNT - testSize;
   if (!Number.isInteger(n) || n < 1 || n > maxN) {
     throw new RangeError(
@@ -321,13 +316,9 @@ export async function createMnistTask(options: MnistOptions): Promise<MnistTask>
       const size = indices.length;
       const inputs = new Float32Array(size * MNIST_PIXELS);
       const out = new Int32Array(size);
+      checkIndexRange("mnist", split, indices, images.length);
       for (let b = 0; b < size; b++) {
         const i = indices[b];
-        if (!Number.isInteger(i) || i < 0 || i >= images.length) {
-          throw new RangeError(
-            `mnist: ${split} index must be an integer in [0, ${images.length - 1}], got ${i}`,
-          );
-        }
         patchify(data.images, images[i] * MNIST_PIXELS, inputs, b * MNIST_PIXELS);
         out[b] = splitLabels[i];
       }

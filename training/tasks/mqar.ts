@@ -22,7 +22,8 @@
  * @module
  */
 
-import { Rng } from "../rng.ts";
+import type { Rng } from "../rng.ts";
+import { intOption, mix32, seedOption, splitSizes, tokenAccuracy, tokenBatches } from "./common.ts";
 import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
 
 /** Options of {@linkcode createMqarTask}. */
@@ -39,7 +40,6 @@ export interface MqarOptions extends TaskOptions {
 }
 
 const MAX_VOCAB = 65536;
-const DEFAULT_TEST_SIZE = 1000;
 const TASK_SALT = 0x6d716172; // "mqar"
 
 /**
@@ -60,16 +60,7 @@ export function createMqarTask(options: MqarOptions): Task {
   const numValues = vocab - numKeys;
   const seqLen = 2 * pairs + queries;
   const stride = 2 * pairs + queries; // one int() per key, value and query
-  const capacity = Math.floor(2 ** 32 / stride);
-  const testSize = intOption(
-    name,
-    "testSize",
-    options.testSize,
-    DEFAULT_TEST_SIZE,
-    1,
-    capacity - 1,
-  );
-  const n = intOption(name, "n", options.n, undefined, 1, capacity - testSize);
+  const { testSize, n } = splitSizes(name, options, stride);
   const base = mix32(mix32(seed) ^ TASK_SALT);
 
   const keyPerm = new Int32Array(numKeys);
@@ -95,18 +86,6 @@ export function createMqarTask(options: MqarOptions): Task {
       out[at + 2 * pairs + q] = out[at + 2 * pairPerm[q]];
     }
   };
-  const testSeq = (i: number, out: Int32Array, at: number): void =>
-    draw(blockRng(base, i, stride), out, at);
-  let testSet: Set<string> | undefined;
-  const trainSeq = (i: number, out: Int32Array, at: number): void => {
-    const start = blockState(base, -(i + 1), stride);
-    draw(Rng.fromState(start), out, at);
-    testSet ??= buildTestSet(testSize, seqLen, testSeq);
-    for (let attempt = 1; attempt <= 16; attempt++) {
-      if (!testSet.has(key(out, at, seqLen))) return;
-      draw(new Rng(mix32(start ^ mix32(attempt))), out, at);
-    }
-  };
 
   const valueOf = new Int32Array(numKeys);
   const labelsOf = (tokens: Int32Array, at: number, labels: Int32Array): void => {
@@ -117,6 +96,16 @@ export function createMqarTask(options: MqarOptions): Task {
     }
     for (let q = 2 * pairs; q < seqLen; q++) labels[at + q] = valueOf[tokens[at + q]];
   };
+  const batches = tokenBatches({
+    task: name,
+    base,
+    stride,
+    seqLen,
+    trainSize: n,
+    testSize,
+    draw,
+    labelsOf,
+  });
 
   const metric: Metric = { name: "accuracy", higherIsBetter: true, chance: 1 / numValues };
 
@@ -130,135 +119,10 @@ export function createMqarTask(options: MqarOptions): Task {
     testSize,
     metric,
     batch(split: Split, indices: ArrayLike<number>): Batch {
-      const size = checkIndices(name, split, indices, n, testSize);
-      const tokens = new Int32Array(size * seqLen);
-      const labels = new Int32Array(size * seqLen);
-      for (let b = 0; b < size; b++) {
-        const at = b * seqLen;
-        (split === "train" ? trainSeq : testSeq)(indices[b], tokens, at);
-        labelsOf(tokens, at, labels);
-      }
-      return { size, tokens, labels };
+      return batches(split, indices);
     },
     score(batch: Batch, outputs: Float32Array): Score {
       return tokenAccuracy(name, batch, outputs, seqLen, vocab);
     },
   };
-}
-
-// ---- helpers (each task module keeps its own copy, so the modules stay independent) ----
-
-function buildTestSet(
-  testSize: number,
-  seqLen: number,
-  testSeq: (i: number, out: Int32Array, at: number) => void,
-): Set<string> {
-  const set = new Set<string>();
-  const buf = new Int32Array(seqLen);
-  for (let i = 0; i < testSize; i++) {
-    testSeq(i, buf, 0);
-    set.add(key(buf, 0, seqLen));
-  }
-  return set;
-}
-
-function key(tokens: Int32Array, at: number, len: number): string {
-  return tokens.subarray(at, at + len).join(",");
-}
-
-/** Murmur3's 32-bit finalizer: a bijective mix of a 32-bit integer. */
-function mix32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** The Rng state that starts block `k` (`stride` draws each) of the cycle starting at `base`. */
-function blockState(base: number, k: number, stride: number): number {
-  return (base + Math.imul(k * stride, 0x9e3779b9)) >>> 0;
-}
-
-function blockRng(base: number, k: number, stride: number): Rng {
-  return Rng.fromState(blockState(base, k, stride));
-}
-
-function seedOption(task: string, seed: unknown): number {
-  if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new RangeError(`${task}: seed must be an integer in [0, 4294967295], got ${seed}`);
-  }
-  return seed >>> 0;
-}
-
-function intOption(
-  task: string,
-  name: string,
-  value: unknown,
-  fallback: number | undefined,
-  min: number,
-  max: number,
-): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`${task}: ${name} must be an integer in [${min}, ${max}], got ${value}`);
-  }
-  return v;
-}
-
-function checkIndices(
-  task: string,
-  split: Split,
-  indices: ArrayLike<number>,
-  trainSize: number,
-  testSize: number,
-): number {
-  if (split !== "train" && split !== "test") {
-    throw new RangeError(`${task}: split must be "train" or "test", got ${split}`);
-  }
-  const size = split === "train" ? trainSize : testSize;
-  for (let b = 0; b < indices.length; b++) {
-    const i = indices[b];
-    if (!Number.isInteger(i) || i < 0 || i >= size) {
-      throw new RangeError(
-        `${task}: ${split} index must be an integer in [0, ${size - 1}], got ${i}`,
-      );
-    }
-  }
-  return indices.length;
-}
-
-/** Accuracy (first maximum wins; a row of NaNs is wrong) over the positions whose label is ≥ 0. */
-function tokenAccuracy(
-  task: string,
-  batch: Batch,
-  outputs: Float32Array,
-  seqLen: number,
-  classes: number,
-): Score {
-  const labels = batch.labels;
-  if (!labels || labels.length !== batch.size * seqLen) {
-    throw new RangeError(`${task}: score needs a batch with ${batch.size * seqLen} labels`);
-  }
-  if (outputs.length !== labels.length * classes) {
-    throw new RangeError(
-      `${task}: outputs must have size·seqLen·classes = ${labels.length * classes} logits, ` +
-        `got ${outputs.length}`,
-    );
-  }
-  let total = 0;
-  let count = 0;
-  for (let p = 0; p < labels.length; p++) {
-    const label = labels[p];
-    if (label < 0) continue;
-    count++;
-    let best = -Infinity;
-    let arg = -1;
-    for (let c = 0, o = p * classes; c < classes; c++, o++) {
-      if (outputs[o] > best) {
-        best = outputs[o];
-        arg = c;
-      }
-    }
-    if (arg === label) total++;
-  }
-  return { total, count };
 }

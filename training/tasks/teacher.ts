@@ -44,6 +44,7 @@
  */
 
 import { Rng } from "../rng.ts";
+import { blockRng, checkIndices, intOption, mix32, seedOption, splitSizes } from "./common.ts";
 import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
 
 /** The teacher's attention activation. */
@@ -125,7 +126,6 @@ export interface ParameterErrors {
 
 const MAX_SIZE = 1024;
 const MAX_HEADS = 16;
-const DEFAULT_TEST_SIZE = 1000;
 const TASK_SALT = 0x74656163; // "teac"
 const WEIGHT_SALT = 0x77656967; // "weig"
 
@@ -140,7 +140,7 @@ interface Resolved extends TeacherConfig {
 
 function resolve(options: TeacherOptions): Resolved {
   const name = "teacher";
-  const seed = seedOption(name, "seed", options.seed);
+  const seed = seedOption(name, options.seed);
   const seqLen = intOption(name, "seqLen", options.seqLen, 16, 1, MAX_SIZE);
   const dim = intOption(name, "dim", options.dim, 8, 1, MAX_SIZE);
   const outDim = intOption(name, "outDim", options.outDim, dim, 1, MAX_SIZE);
@@ -166,7 +166,7 @@ function resolve(options: TeacherOptions): Resolved {
       `${name}: scoreStd must be a number in (0, 100], got ${options.scoreStd}`,
     );
   }
-  const teacherSeed = seedOption(name, "teacherSeed", options.teacherSeed ?? seed);
+  const teacherSeed = seedOption(name, options.teacherSeed ?? seed, "teacherSeed");
   return {
     seed,
     seqLen,
@@ -218,16 +218,7 @@ export function createTeacherTask(options: TeacherOptions): TeacherTask {
   const o = resolve(options);
   const { seqLen: L, dim, outDim } = o;
   const stride = 2 * L * (dim + outDim); // normal() takes two draws: inputs, then noise
-  const capacity = Math.floor(2 ** 32 / stride);
-  const testSize = intOption(
-    name,
-    "testSize",
-    options.testSize,
-    DEFAULT_TEST_SIZE,
-    1,
-    capacity - 1,
-  );
-  const n = intOption(name, "n", options.n, undefined, 1, capacity - testSize);
+  const { testSize, n } = splitSizes(name, options, stride);
   const heads = drawHeads(o);
   const config: TeacherConfig = {
     seqLen: L,
@@ -649,60 +640,4 @@ function project(
 function sigmoid(x: number): number {
   const e = Math.exp(-Math.abs(x));
   return x >= 0 ? 1 / (1 + e) : e / (1 + e);
-}
-
-/** Murmur3's 32-bit finalizer: a bijective mix of a 32-bit integer. */
-function mix32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b);
-  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35);
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** An Rng at the start of block `k` (`stride` draws each) of the cycle starting at `base`. */
-function blockRng(base: number, k: number, stride: number): Rng {
-  return Rng.fromState((base + Math.imul(k * stride, 0x9e3779b9)) >>> 0);
-}
-
-function seedOption(task: string, name: string, seed: unknown): number {
-  if (typeof seed !== "number" || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new RangeError(`${task}: ${name} must be an integer in [0, 4294967295], got ${seed}`);
-  }
-  return seed >>> 0;
-}
-
-function intOption(
-  task: string,
-  name: string,
-  value: unknown,
-  fallback: number | undefined,
-  min: number,
-  max: number,
-): number {
-  const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`${task}: ${name} must be an integer in [${min}, ${max}], got ${value}`);
-  }
-  return v;
-}
-
-function checkIndices(
-  task: string,
-  split: Split,
-  indices: ArrayLike<number>,
-  trainSize: number,
-  testSize: number,
-): number {
-  if (split !== "train" && split !== "test") {
-    throw new RangeError(`${task}: split must be "train" or "test", got ${split}`);
-  }
-  const size = split === "train" ? trainSize : testSize;
-  for (let b = 0; b < indices.length; b++) {
-    const i = indices[b];
-    if (!Number.isInteger(i) || i < 0 || i >= size) {
-      throw new RangeError(
-        `${task}: ${split} index must be an integer in [0, ${size - 1}], got ${i}`,
-      );
-    }
-  }
-  return indices.length;
 }
