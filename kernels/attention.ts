@@ -412,6 +412,11 @@ export class AttentionPlan {
     this.#unfusedBackward = { grads, dv, dp, dq, dk, activation: activationBackward, groups };
   }
 
+  /** Bytes of the scratch buffers the plan owns (the unfused S×S buffers, softmax's Δ, …). */
+  get scratchBytes(): number {
+    return this.#scratch.reduce((bytes, buffer) => bytes + buffer.size, 0);
+  }
+
   #own(buffer: GPUBuffer): GPUBuffer {
     this.#scratch.push(buffer);
     return buffer;

@@ -49,6 +49,8 @@ export interface AttentionWorkload {
   buffers:
     & Partial<AttentionBackwardBuffers>
     & Pick<AttentionBackwardBuffers, "q" | "k" | "v" | "out">;
+  /** GPU memory the workload holds: its buffers plus the plan's scratch, in bytes. */
+  bytes: number;
   /** Records one run of the pass into `encoder`. */
   encode(encoder: GPUCommandEncoder): void;
   /**
@@ -152,6 +154,7 @@ export async function attentionWorkload(
     pass,
     flops: backward ? plan.backwardFlops : plan.forwardFlops,
     buffers,
+    bytes: Object.values(buffers).reduce((n, b) => n + b.size, 0) + plan.scratchBytes,
     encode,
     run: () => timeSubmit(device, encode),
     destroy() {

@@ -1,0 +1,101 @@
+/**
+ * The throughput sweep's results file: what `deno task bench -- --preset …`
+ * writes and `deno task report` reads. One JSON document per sweep.
+ *
+ * @module
+ */
+
+/** Who computed a record. */
+export type Implementation = "fused" | "unfused" | "tfjs";
+
+/** One timed case of the sweep. */
+export interface SweepRecord {
+  impl: Implementation;
+  activation: "softmax" | "sigmoid";
+  pass: "forward" | "backward";
+  precision: "f32" | "f16";
+  batch: number;
+  heads: number;
+  seqLen: number;
+  headDim: number;
+  causal: boolean;
+  /** Median, fastest and slowest time of one call, in milliseconds. */
+  msMedian: number;
+  msMin: number;
+  msMax: number;
+  /** Useful FLOPs (the attention op count of `attentionFlops`, ×2.5 for backward) / median time. */
+  gflops: number;
+  /** Bytes of GPU memory the case allocated (inputs, outputs and scratch). */
+  peakBytes: number;
+  /** How msMedian/msMin/msMax were taken: GPU timestamps, or the wall clock submit → done. */
+  clock: "timestamp" | "wall";
+  /** Median on the wall clock (submit → results ready), for comparisons across clocks (TF.js). */
+  msWallMedian: number;
+}
+
+/** A case that failed (out of memory, over a device limit, a kernel error): recorded, not fatal. */
+export interface SweepFailure {
+  impl: Implementation;
+  activation: "softmax" | "sigmoid";
+  pass: "forward" | "backward";
+  precision: "f32" | "f16";
+  batch: number;
+  heads: number;
+  seqLen: number;
+  headDim: number;
+  causal: boolean;
+  /** The error's message. */
+  error: string;
+}
+
+/** The longest sequence each implementation ran within the memory bound. */
+export interface MaxSeqLenRecord {
+  impl: Implementation;
+  activation: "softmax" | "sigmoid";
+  headDim: number;
+  /** Largest seqLen tried that completed. */
+  maxSeqLen: number;
+  /** The first seqLen that failed or would exceed the bound, with the reason. */
+  failedAt?: number;
+  reason?: string;
+  /** The memory bound used, in bytes. */
+  boundBytes: number;
+}
+
+/** Our matmul's best throughput on the adapter: the roofline the kernels are compared with. */
+export interface RooflineRecord {
+  /** Best GFLOP/s over the square sizes tried. */
+  gflops: number;
+  /** The size m = n = k that reached it. */
+  size: number;
+  /** TF.js's matmul at the same size, when it ran. */
+  tfjsGflops?: number;
+}
+
+/** A training step of the same model in sigmax and in TF.js. */
+export interface TrainingStepRecord {
+  impl: "sigmax" | "tfjs";
+  activation: "softmax" | "sigmoid";
+  /** Sequences × positions per second. */
+  tokensPerSecond: number;
+  msMedian: number;
+  /** The model: width, layers, heads, seqLen, batch. */
+  model: { width: number; layers: number; heads: number; seqLen: number; batch: number };
+}
+
+/** The whole results document. */
+export interface SweepResults {
+  /** Format version of this document. */
+  version: 1;
+  preset: string;
+  /** ISO date and time the sweep started. */
+  date: string;
+  adapter: { description: string; software: boolean; shaderF16: boolean };
+  /** Seconds the sweep took. */
+  seconds: number;
+  records: SweepRecord[];
+  failures: SweepFailure[];
+  maxSeqLen: MaxSeqLenRecord[];
+  roofline?: RooflineRecord;
+  training: TrainingStepRecord[];
+}
