@@ -188,6 +188,20 @@ export function validateResults(doc: unknown): SweepResults {
       number(model, key, `${at}.model.${key}`);
     }
   }
+  if (o.model !== undefined) {
+    if (!Array.isArray(o.model)) bad("model", "an array", o.model);
+    for (const [i, item] of (o.model as unknown[]).entries()) {
+      const at = `model[${i}]`;
+      const m = object(item, at);
+      oneOf(m, "pass", `${at}.pass`, PASSES);
+      number(m, "headDim", `${at}.headDim`, "positive integer");
+      for (
+        const key of ["sigmoidOverSoftmax", "fusedOverUnfusedSoftmax", "fusedOverUnfusedSigmoid"]
+      ) {
+        number(m, key, `${at}.${key}`);
+      }
+    }
+  }
   return doc as SweepResults;
 }
 
@@ -1072,6 +1086,10 @@ export function reportMarkdown(results: SweepResults): string {
       return v === undefined ? DASH : fmtRatio(v);
     };
     const value = (r: SweepRecord | undefined) => (r === undefined ? DASH : fmtNumber(r.gflops));
+    // The operation-count model's prediction for this pass and head dim, shown beside a ratio.
+    const predicted = results.model?.find((m) => m.pass === pass && m.headDim === shape.headDim);
+    const withModel = (text: string, model: number | undefined) =>
+      model === undefined || text === DASH ? text : `${text} (model ${fmtRatio(model)})`;
     const ofRoof = (r: SweepRecord | undefined) =>
       r === undefined || !roof ? DASH : fmtPercent(100 * r.gflops / roof.gflops);
     out.push(mdTable(
@@ -1091,7 +1109,9 @@ export function reportMarkdown(results: SweepResults): string {
           IMPL_NAMES[impl],
           value(soft),
           value(sig),
-          ratio(sig, soft),
+          impl === "fused"
+            ? withModel(ratio(sig, soft), predicted?.sigmoidOverSoftmax)
+            : ratio(sig, soft),
           ofRoof(soft),
           ofRoof(sig),
         ];
@@ -1103,7 +1123,16 @@ export function reportMarkdown(results: SweepResults): string {
       ["l", "r", "r"],
       (["unfused", "tfjs"] as const).map((other) => [
         `fused / ${IMPL_NAMES[other]}`,
-        ...ACTIVATIONS.map((act) => ratio(record("fused", act), record(other, act))),
+        ...ACTIVATIONS.map((act) => {
+          const text = ratio(record("fused", act), record(other, act));
+          if (other !== "unfused") return text;
+          return withModel(
+            text,
+            act === "softmax"
+              ? predicted?.fusedOverUnfusedSoftmax
+              : predicted?.fusedOverUnfusedSigmoid,
+          );
+        }),
       ]),
     ));
     const mixed = ACTIVATIONS.some((act) =>

@@ -83,6 +83,18 @@ export interface TrainingStepRecord {
   model: { width: number; layers: number; heads: number; seqLen: number; batch: number };
 }
 
+/** What the operation-count model (bench/op_model.ts) predicts for a pass and head dim. */
+export interface ModelPrediction {
+  pass: "forward" | "backward";
+  headDim: number;
+  /** Predicted speed of fused sigmoid over fused softmax. */
+  sigmoidOverSoftmax: number;
+  /** Predicted speed of fused over unfused, softmax. */
+  fusedOverUnfusedSoftmax: number;
+  /** Predicted speed of fused over unfused, sigmoid. */
+  fusedOverUnfusedSigmoid: number;
+}
+
 /** The whole results document. */
 export interface SweepResults {
   /** Format version of this document. */
@@ -98,4 +110,6 @@ export interface SweepResults {
   maxSeqLen: MaxSeqLenRecord[];
   roofline?: RooflineRecord;
   training: TrainingStepRecord[];
+  /** The operation-count model's predicted ratios, beside which the measured ones are shown. */
+  model?: ModelPrediction[];
 }

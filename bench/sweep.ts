@@ -37,9 +37,13 @@ import {
 import { MatmulPlan } from "../kernels/matmul.ts";
 import { createStorageBuffer } from "../kernels/device.ts";
 import { prepareTrainingStep } from "../training/trainer.ts";
+import { fusedTiles } from "../kernels/attention_fused.ts";
+import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
+import { GPU_COSTS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
 import type {
   Implementation,
   MaxSeqLenRecord,
+  ModelPrediction,
   SweepFailure,
   SweepRecord,
   SweepResults,
@@ -147,6 +151,7 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
     maxSeqLen: [],
     training: [],
   };
+  results.model = modelPredictions(device, preset, results.adapter.software);
   const log = (line: string) => {
     if (options.progress !== false) console.error(line);
   };
@@ -349,6 +354,37 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
   }
   await save();
   return results;
+}
+
+/** The operation-count model's ratios for every pass and head dim of the preset. */
+function modelPredictions(
+  device: GPUDevice,
+  preset: SweepPreset,
+  software: boolean,
+): ModelPrediction[] {
+  const storage = device.limits.maxComputeWorkgroupStorageSize;
+  const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
+  const out: ModelPrediction[] = [];
+  for (const pass of preset.passes) {
+    for (const headDim of preset.headDims) {
+      if (headDim > 256) continue;
+      const tiles = pass === "forward"
+        ? fusedTiles("softmax", headDim, storage, software)
+        : fusedBackwardTiles("dq", "softmax", headDim, storage, software);
+      const p = (
+        a: Parameters<typeof predictedSpeedup>[0],
+        b: Parameters<typeof predictedSpeedup>[0],
+      ) => predictedSpeedup(a, b, headDim, tiles, costs, pass);
+      out.push({
+        pass,
+        headDim,
+        sigmoidOverSoftmax: p("fused sigmoid", "fused softmax"),
+        fusedOverUnfusedSoftmax: p("fused softmax", "unfused softmax"),
+        fusedOverUnfusedSigmoid: p("fused sigmoid", "unfused sigmoid"),
+      });
+    }
+  }
+  return out;
 }
 
 /** FLOPs of one pass, FlashAttention's convention (backward = 2.5 × forward). */

@@ -484,3 +484,24 @@ Deno.test("report CLI writes report.html next to the input and the Markdown to s
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the Markdown puts the operation-count model's prediction beside each measured ratio", () => {
+  const results = fixtureResults();
+  results.model = (["forward", "backward"] as const).map((pass) => ({
+    pass,
+    headDim: 64,
+    sigmoidOverSoftmax: 1.0432,
+    fusedOverUnfusedSoftmax: 1.2,
+    fusedOverUnfusedSigmoid: 1.25,
+  }));
+  const md = reportMarkdown(results);
+  assert.equal(md.match(/\(model 1\.04×\)/g)?.length, 2); // fused sigmoid/softmax, both passes
+  assert.equal(md.match(/\(model 1\.20×\)/g)?.length, 2);
+  assert.equal(md.match(/\(model 1\.25×\)/g)?.length, 2);
+  const noModel = reportMarkdown(fixtureResults());
+  assert.ok(!noModel.includes("(model"));
+  assert.throws(
+    () => validateResults({ ...results, model: [{ pass: "forward", headDim: 64 }] }),
+    /model\[0\]\.sigmoidOverSoftmax/,
+  );
+});
