@@ -20,7 +20,7 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { label: "mqar (S=16, C=32, 2 layers, batch 32)", task: "mqar", taskOptions: { pairs: 6 } },
+  { label: "mqar (S=18, C=32, 2 layers, batch 32)", task: "mqar", taskOptions: { pairs: 6 } },
   { label: "mnist (S=16 patches, C=32, 2 layers, batch 32)", task: "mnist" },
 ];
 

@@ -276,6 +276,85 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 }
 `;
 
+/**
+ * WGSL of the forward kernel for narrow rows: one invocation per row, no
+ * workgroup memory and no barriers. On a CPU adapter a barrier costs more
+ * than a short row's whole arithmetic, so rows of up to
+ * {@linkcode LAYERNORM_LANE_WIDTH} features run here by default. Bindings as
+ * {@linkcode LAYERNORM_FORWARD_WGSL}.
+ */
+export const LAYERNORM_FORWARD_LANE_WGSL = `// layernorm.forward.lane
+${_HEADER}
+@group(0) @binding(1) var<storage, read> x: array<f32>;       // [N, C]
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;   // [C]
+@group(0) @binding(3) var<storage, read> beta: array<f32>;    // [C]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;     // [N, C]
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;  // [N]
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;  // [N]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = (wid.y * groups.x + wid.x) * WG + lid;
+  if (row >= params.rows) { return; }
+  let C = params.width;
+  let o = row * C;
+  var sum = 0.0;
+  for (var c = 0u; c < C; c++) { sum += x[o + c]; }
+  let mu = sum / f32(C);
+  var sq = 0.0;
+  for (var c = 0u; c < C; c++) { let d = x[o + c] - mu; sq += d * d; }
+  let rs = inverseSqrt(sq / f32(C) + params.eps);
+  for (var c = 0u; c < C; c++) { y[o + c] = (x[o + c] - mu) * rs * gamma[c] + beta[c]; }
+  mean[row] = mu;
+  rstd[row] = rs;
+}
+`;
+
+/** WGSL of the dx kernel for narrow rows: one invocation per row. Bindings as {@linkcode LAYERNORM_DX_WGSL}. */
+export const LAYERNORM_DX_LANE_WGSL = `// layernorm.backward.dx.lane
+${_HEADER}
+@group(0) @binding(1) var<storage, read> x: array<f32>;      // [N, C]
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;  // [C]
+@group(0) @binding(3) var<storage, read> dy: array<f32>;     // [N, C]
+@group(0) @binding(4) var<storage, read> mean: array<f32>;   // [N]
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;   // [N]
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;  // [N, C]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = (wid.y * groups.x + wid.x) * WG + lid;
+  if (row >= params.rows) { return; }
+  let C = params.width;
+  let o = row * C;
+  let mu = mean[row];
+  let rs = rstd[row];
+  var sumG = 0.0;
+  var sumGX = 0.0;
+  for (var c = 0u; c < C; c++) {
+    let g = dy[o + c] * gamma[c];
+    sumG += g;
+    sumGX += g * (x[o + c] - mu) * rs;
+  }
+  let meanG = sumG / f32(C);
+  let meanGX = sumGX / f32(C);
+  for (var c = 0u; c < C; c++) {
+    let xhat = (x[o + c] - mu) * rs;
+    dx[o + c] = rs * (dy[o + c] * gamma[c] - meanG - xhat * meanGX);
+  }
+}
+`;
+
+/** Rows up to this wide use the one-invocation-per-row kernels by default. */
+export const LAYERNORM_LANE_WIDTH = 128;
+
+/** The widest row the one-invocation-per-row kernels take (llvmpipe's loop budget). */
+const _LANE_MAX_WIDTH = 16384;
+
+/** Which kernels a plan uses for the row-wise passes (forward and dx). */
+export type LayerNormKernel = "workgroup" | "lane";
+
 /** GPU buffers of a layer-norm forward pass (f32). */
 export interface LayerNormBuffers {
   /** `[rows, width]`, read. */
@@ -331,6 +410,8 @@ export class LayerNormPlan {
   readonly shape: Readonly<LayerNormShape>;
   /** The `eps` added to the variance. */
   readonly eps: number;
+  /** The row-wise kernels in use: a workgroup per row, or an invocation per row. */
+  readonly kernel: LayerNormKernel;
   readonly #params: GPUBuffer;
   readonly #pipelines: _Pipelines;
 
@@ -338,11 +419,13 @@ export class LayerNormPlan {
     device: GPUDevice,
     shape: LayerNormShape,
     eps: number,
+    kernel: LayerNormKernel,
     pipelines: _Pipelines,
   ) {
     this.device = device;
     this.shape = Object.freeze({ ...shape });
     this.eps = eps;
+    this.kernel = kernel;
     this.#pipelines = pipelines;
     this.#params = device.createBuffer({
       label: "layernorm.params",
@@ -355,13 +438,26 @@ export class LayerNormPlan {
     device.queue.writeBuffer(this.#params, 0, params);
   }
 
-  /** Checks the shape (before any GPU work) and builds the pipelines. */
+  /**
+   * Checks the shape (before any GPU work) and builds the pipelines. `kernel`
+   * picks the row-wise kernels: by default an invocation per row for rows of
+   * up to {@linkcode LAYERNORM_LANE_WIDTH} features, a workgroup per row above.
+   */
   static async create(
     shape: LayerNormShape,
-    options: { eps?: number; device?: GPUDevice } = {},
+    options: { eps?: number; device?: GPUDevice; kernel?: LayerNormKernel } = {},
   ): Promise<LayerNormPlan> {
     const eps = options.eps ?? LAYERNORM_EPS;
     _checkShape(shape, eps);
+    const kernel = options.kernel ?? (shape.width <= LAYERNORM_LANE_WIDTH ? "lane" : "workgroup");
+    if (kernel !== "lane" && kernel !== "workgroup") {
+      throw new RangeError(`kernel must be "lane" or "workgroup", got ${String(kernel)}`);
+    }
+    if (kernel === "lane" && shape.width > _LANE_MAX_WIDTH) {
+      throw new RangeError(
+        `the "lane" kernels take rows of at most ${_LANE_MAX_WIDTH} features, got ${shape.width}`,
+      );
+    }
     const device = options.device ?? await getDevice();
     // Each invocation loops over width/WG columns (forward, dx) or rows/WG rows (dγ, dβ),
     // three loops at most: within llvmpipe's 65535 iterations per invocation up to here.
@@ -374,12 +470,17 @@ export class LayerNormPlan {
     _assertDeviceAlive(device);
     const pipeline = (label: string, code: string) =>
       getPipeline(device, { key: label, label, code: () => code });
+    const lane = kernel === "lane";
     const [forward, dx, dparams] = await Promise.all([
-      pipeline("layernorm.forward", LAYERNORM_FORWARD_WGSL),
-      pipeline("layernorm.backward.dx", LAYERNORM_DX_WGSL),
+      lane
+        ? pipeline("layernorm.forward.lane", LAYERNORM_FORWARD_LANE_WGSL)
+        : pipeline("layernorm.forward", LAYERNORM_FORWARD_WGSL),
+      lane
+        ? pipeline("layernorm.backward.dx.lane", LAYERNORM_DX_LANE_WGSL)
+        : pipeline("layernorm.backward.dx", LAYERNORM_DX_WGSL),
       pipeline("layernorm.backward.dparams", LAYERNORM_DPARAMS_WGSL),
     ]);
-    return new LayerNormPlan(device, shape, eps, { forward, dx, dparams });
+    return new LayerNormPlan(device, shape, eps, kernel, { forward, dx, dparams });
   }
 
   #sizes(): { rowBytes: number; tensorBytes: number; paramBytes: number } {
@@ -408,6 +509,12 @@ export class LayerNormPlan {
     pass.end();
   }
 
+  /** Workgroups of the row-wise passes: one per row, or one per WG rows. */
+  #rowGroups(): [number, number] {
+    const count = this.kernel === "lane" ? Math.ceil(this.shape.rows / _WG) : this.shape.rows;
+    return grid2d(count, this.device.limits.maxComputeWorkgroupsPerDimension);
+  }
+
   /** Records the forward pass: reads x, γ, β; writes y, mean, rstd. */
   encodeForward(encoder: GPUCommandEncoder, b: LayerNormBuffers): void {
     const { rowBytes, tensorBytes, paramBytes } = this.#sizes();
@@ -417,7 +524,7 @@ export class LayerNormPlan {
     }
     checkBufferSize("buffers.mean", b.mean, rowBytes);
     checkBufferSize("buffers.rstd", b.rstd, rowBytes);
-    const groups = grid2d(this.shape.rows, this.device.limits.maxComputeWorkgroupsPerDimension);
+    const groups = this.#rowGroups();
     this.#pass(
       encoder,
       this.#pipelines.forward,
@@ -442,7 +549,7 @@ export class LayerNormPlan {
     for (const [name, bytes] of Object.entries(sizes)) {
       checkBufferSize(`buffers.${name}`, b[name as keyof LayerNormBackwardBuffers], bytes);
     }
-    const rows = grid2d(this.shape.rows, this.device.limits.maxComputeWorkgroupsPerDimension);
+    const rows = this.#rowGroups();
     this.#pass(encoder, this.#pipelines.dx, [b.x, b.gamma, b.dy, b.mean, b.rstd, b.dx], rows);
     const columns = grid2d(this.shape.width, this.device.limits.maxComputeWorkgroupsPerDimension);
     this.#pass(

@@ -269,6 +269,54 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 `;
 
 /**
+ * WGSL of the loss pass for rows of few classes: one invocation per row, no
+ * workgroup memory and no barriers (on a CPU adapter the barriers of
+ * {@linkcode CROSS_ENTROPY_WGSL} cost more than a short row's arithmetic).
+ * Same bindings and results.
+ */
+export const CROSS_ENTROPY_LANE_WGSL = `// losses.cross_entropy.lane
+struct Params {
+  rows: u32,     // N
+  classes: u32,  // C
+  _pad0: u32,
+  _pad1: u32,
+}
+override WG: u32 = ${_WG}u;
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;   // [N, C]
+@group(0) @binding(2) var<storage, read> targets: array<i32>;  // [N]
+@group(0) @binding(3) var<storage, read> valid: array<f32>;    // [1]
+@group(0) @binding(4) var<storage, read_write> losses: array<f32>;   // [N]
+@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;  // [N, C]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let row = (wid.y * groups.x + wid.x) * WG + lid;
+  if (row >= params.rows) { return; }
+  let C = params.classes;
+  let o = row * C;
+  let t = u32(targets[row]);  // −1 and other negatives wrap past C
+  let counted = t < C;
+  let scale = select(0.0, 1.0 / valid[0], counted);
+  var m = -3.4028234663852886e38;
+  for (var c = 0u; c < C; c++) { m = max(m, logits[o + c]); }
+  var s = 0.0;
+  for (var c = 0u; c < C; c++) { s += exp(logits[o + c] - m); }
+  let inv = 1.0 / s;
+  for (var c = 0u; c < C; c++) {
+    let g = exp(logits[o + c] - m) * inv - select(0.0, 1.0, c == t);
+    dlogits[o + c] = select(0.0, g * scale, counted);
+  }
+  let nll = (m - logits[o + select(0u, t, counted)]) + log(s);
+  losses[row] = select(0.0, nll * scale, counted);
+}
+`;
+
+/** Rows of up to this many classes use {@linkcode CROSS_ENTROPY_LANE_WGSL}. */
+export const CROSS_ENTROPY_LANE_CLASSES = 256;
+
+/**
  * WGSL of the mean-squared-error kernel: one invocation per element.
  * Bindings: 0 params, 1 pred, 2 target, 3 losses, 4 dpred.
  */
@@ -384,14 +432,18 @@ export class CrossEntropyPlan {
   readonly #valid: GPUBuffer;
   readonly #count: GPUComputePipeline;
   readonly #rows: GPUComputePipeline;
+  /** One invocation per row ({@linkcode CROSS_ENTROPY_LANE_WGSL}) instead of a workgroup. */
+  readonly #lane: boolean;
 
   private constructor(
     device: GPUDevice,
     shape: CrossEntropyShape,
     count: GPUComputePipeline,
     rows: GPUComputePipeline,
+    lane: boolean,
   ) {
     this.device = device;
+    this.#lane = lane;
     this.shape = Object.freeze({ rows: shape.rows, classes: shape.classes });
     this.#count = count;
     this.#rows = rows;
@@ -428,11 +480,14 @@ export class CrossEntropyPlan {
     _assertDeviceAlive(device);
     const pipeline = (label: string, code: string) =>
       getPipeline(device, { key: label, label, code: () => code });
+    const lane = classes <= CROSS_ENTROPY_LANE_CLASSES;
     const [count, perRow] = await Promise.all([
       pipeline("losses.cross_entropy.count", CROSS_ENTROPY_COUNT_WGSL),
-      pipeline("losses.cross_entropy", CROSS_ENTROPY_WGSL),
+      lane
+        ? pipeline("losses.cross_entropy.lane", CROSS_ENTROPY_LANE_WGSL)
+        : pipeline("losses.cross_entropy", CROSS_ENTROPY_WGSL),
     ]);
-    return new CrossEntropyPlan(device, shape, count, perRow);
+    return new CrossEntropyPlan(device, shape, count, perRow, lane);
   }
 
   /**
@@ -453,7 +508,10 @@ export class CrossEntropyPlan {
       b.dlogits,
     ]);
     _pass(this.device, encoder, this.#count, [this.#params, b.targets, this.#valid], [1, 1]);
-    const groups = grid2d(rows, this.device.limits.maxComputeWorkgroupsPerDimension);
+    const groups = grid2d(
+      this.#lane ? Math.ceil(rows / _WG) : rows,
+      this.device.limits.maxComputeWorkgroupsPerDimension,
+    );
     _pass(
       this.device,
       encoder,

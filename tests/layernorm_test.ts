@@ -63,55 +63,82 @@ Deno.test("layerNormBackwardReference() matches central finite differences of th
   }
 });
 
-Deno.test("LayerNormPlan matches the reference forward and backward, odd widths and many rows", async () => {
-  let seed = 10;
-  const shapes = [[1, 1], [7, 33], [130, 64], [3, 257], [5, 1000], [66000, 8]]; // 66000 rows: a 2-D grid
-  for (const [rows, width] of shapes) {
-    const shape = { rows, width };
-    const plan = await LayerNormPlan.create(shape);
-    const { device } = plan;
-    // Rows with an offset, so that the mean matters, and a spread of several units within each
-    // row: in f32, x − μ loses |x|·6e-8 to rounding, so a row whose values nearly coincide
-    // (which 66000 random rows of a small width would contain) is ill-conditioned for any f32
-    // kernel, and so is a row of width 2, whose dx is a difference of nearly equal terms.
-    const offset = (i: number) => 5 * Math.sin(Math.floor(i / width));
-    const x = randn(rows * width, seed++, 0.2).map((v, i) => v + offset(i) + (i % width));
-    const gamma = randn(width, seed++);
-    const beta = randn(width, seed++);
-    const dy = randn(rows * width, seed++);
-    const up = (data: Float32Array) => uploadBuffer(device, data, "test.layernorm");
-    const out = (n: number) => createStorageBuffer(device, n * 4, "test.layernorm.out");
-    const b = {
-      x: up(x),
-      gamma: up(gamma),
-      beta: up(beta),
-      dy: up(dy),
-      y: out(rows * width),
-      mean: out(rows),
-      rstd: out(rows),
-      dx: out(rows * width),
-      dgamma: up(randn(width, 99, 1e3)), // overwritten, not accumulated into
-      dbeta: up(randn(width, 98, 1e3)),
-    };
-    const encoder = device.createCommandEncoder();
-    plan.encodeForward(encoder, b);
-    plan.encodeBackward(encoder, b);
-    device.queue.submit([encoder.finish()]);
-    const ref = layerNormReference(x, gamma, beta, shape);
-    const grads = layerNormBackwardReference(x, gamma, dy, shape);
-    const label = `[${rows},${width}]`;
-    assertClose(`y ${label}`, await readFloat32(device, b.y, rows * width), ref.y, TOL.f32Forward);
-    assertClose(`mean ${label}`, await readFloat32(device, b.mean, rows), ref.mean, TOL.f32Forward);
-    assertClose(`rstd ${label}`, await readFloat32(device, b.rstd, rows), ref.rstd, TOL.f32Forward);
-    const dx = await readFloat32(device, b.dx, rows * width);
-    assertClose(`dx ${label}`, dx, grads.dx, TOL.f32Backward);
-    const dgamma = await readFloat32(device, b.dgamma, width);
-    assertClose(`dgamma ${label}`, dgamma, grads.dgamma, TOL.f32Backward);
-    const dbeta = await readFloat32(device, b.dbeta, width);
-    assertClose(`dbeta ${label}`, dbeta, grads.dbeta, TOL.f32Backward);
-    for (const buffer of Object.values(b)) buffer.destroy();
-    plan.destroy();
-  }
+for (const kernel of ["workgroup", "lane"] as const) {
+  Deno.test(`LayerNormPlan (${kernel} kernels) matches the reference forward and backward, odd widths and many rows`, async () => {
+    let seed = 10;
+    const shapes = [[1, 1], [7, 33], [130, 64], [3, 257], [5, 1000], [66000, 8]]; // 66000 rows: a 2-D grid
+    for (const [rows, width] of shapes) {
+      const shape = { rows, width };
+      const plan = await LayerNormPlan.create(shape, { kernel });
+      assert.equal(plan.kernel, kernel);
+      const { device } = plan;
+      // Rows with an offset, so that the mean matters, and a spread of several units within each
+      // row: in f32, x − μ loses |x|·6e-8 to rounding, so a row whose values nearly coincide
+      // (which 66000 random rows of a small width would contain) is ill-conditioned for any f32
+      // kernel, and so is a row of width 2, whose dx is a difference of nearly equal terms.
+      const offset = (i: number) => 5 * Math.sin(Math.floor(i / width));
+      const x = randn(rows * width, seed++, 0.2).map((v, i) => v + offset(i) + (i % width));
+      const gamma = randn(width, seed++);
+      const beta = randn(width, seed++);
+      const dy = randn(rows * width, seed++);
+      const up = (data: Float32Array) => uploadBuffer(device, data, "test.layernorm");
+      const out = (n: number) => createStorageBuffer(device, n * 4, "test.layernorm.out");
+      const b = {
+        x: up(x),
+        gamma: up(gamma),
+        beta: up(beta),
+        dy: up(dy),
+        y: out(rows * width),
+        mean: out(rows),
+        rstd: out(rows),
+        dx: out(rows * width),
+        dgamma: up(randn(width, 99, 1e3)), // overwritten, not accumulated into
+        dbeta: up(randn(width, 98, 1e3)),
+      };
+      const encoder = device.createCommandEncoder();
+      plan.encodeForward(encoder, b);
+      plan.encodeBackward(encoder, b);
+      device.queue.submit([encoder.finish()]);
+      const ref = layerNormReference(x, gamma, beta, shape);
+      const grads = layerNormBackwardReference(x, gamma, dy, shape);
+      const label = `[${rows},${width}]`;
+      assertClose(
+        `y ${label}`,
+        await readFloat32(device, b.y, rows * width),
+        ref.y,
+        TOL.f32Forward,
+      );
+      assertClose(
+        `mean ${label}`,
+        await readFloat32(device, b.mean, rows),
+        ref.mean,
+        TOL.f32Forward,
+      );
+      assertClose(
+        `rstd ${label}`,
+        await readFloat32(device, b.rstd, rows),
+        ref.rstd,
+        TOL.f32Forward,
+      );
+      const dx = await readFloat32(device, b.dx, rows * width);
+      assertClose(`dx ${label}`, dx, grads.dx, TOL.f32Backward);
+      const dgamma = await readFloat32(device, b.dgamma, width);
+      assertClose(`dgamma ${label}`, dgamma, grads.dgamma, TOL.f32Backward);
+      const dbeta = await readFloat32(device, b.dbeta, width);
+      assertClose(`dbeta ${label}`, dbeta, grads.dbeta, TOL.f32Backward);
+      for (const buffer of Object.values(b)) buffer.destroy();
+      plan.destroy();
+    }
+  });
+}
+
+Deno.test("LayerNormPlan picks an invocation per row for narrow rows, a workgroup per row for wide", async () => {
+  assert.equal((await LayerNormPlan.create({ rows: 4, width: 128 })).kernel, "lane");
+  assert.equal((await LayerNormPlan.create({ rows: 4, width: 129 })).kernel, "workgroup");
+  await assert.rejects(
+    () => LayerNormPlan.create({ rows: 4, width: 20000 }, { kernel: "lane" }),
+    /at most 16384 features/,
+  );
 });
 
 Deno.test("layer norm rejects bad shapes, eps, arrays and buffers", async () => {

@@ -138,8 +138,9 @@ async function runCrossEntropy(plan: CrossEntropyPlan, logits: Float32Array, tar
 
 Deno.test("CrossEntropyPlan matches the reference: odd rows and classes, ignored rows", async () => {
   let seed = 100;
+  // Up to 256 classes an invocation owns a row; 300 and 1000 take the workgroup-per-row kernel.
   for (const rows of [1, 7, 257, 3000]) {
-    for (const classes of [2, 3, 10, 130]) {
+    for (const classes of [2, 3, 10, 130, 256, 300, 1000]) {
       const shape = { rows, classes };
       const plan = await CrossEntropyPlan.create(device, shape);
       const logits = randn(rows * classes, seed++, 3);
@@ -156,25 +157,27 @@ Deno.test("CrossEntropyPlan matches the reference: odd rows and classes, ignored
   }
 });
 
-Deno.test("CrossEntropyPlan: all rows ignored gives zeros, logits of ±1e3 stay finite", async () => {
-  const shape = { rows: 9, classes: 130 };
-  const plan = await CrossEntropyPlan.create(device, shape);
-  const logits = randn(9 * 130, 7, 3);
-  const none = await runCrossEntropy(plan, logits, new Int32Array(9).fill(-1));
-  assert.ok(none.losses.every((x) => x === 0), "losses are all 0");
-  assert.ok(none.dlogits.every((x) => x === 0), "dlogits are all 0");
-  // Logits of ±1e3 (and some rows whose target is the smallest logit: a loss of ~2000).
-  const next = rng(8);
-  const extreme = logits.map(() => (next() < 0.5 ? -1e3 : 1e3) * (0.5 + next() / 2));
-  const targets = Int32Array.from({ length: 9 }, (_, r) => (r * 37) % 130);
-  targets[4] = -1;
-  const got = await runCrossEntropy(plan, extreme, targets);
-  const ref = crossEntropyReference(extreme, targets, shape);
-  assert.ok(ref.loss > 100, `the extreme case has a large loss: ${ref.loss}`);
-  assertClose("losses ±1e3", got.losses, ref.losses, TOL.f32Forward);
-  assertClose("dlogits ±1e3", got.dlogits, ref.dlogits, TOL.f32Forward);
-  plan.destroy();
-});
+for (const classes of [130, 300]) {
+  Deno.test(`CrossEntropyPlan: all rows ignored gives zeros, logits of ±1e3 stay finite (${classes} classes)`, async () => {
+    const shape = { rows: 9, classes };
+    const plan = await CrossEntropyPlan.create(device, shape);
+    const logits = randn(9 * classes, 7, 3);
+    const none = await runCrossEntropy(plan, logits, new Int32Array(9).fill(-1));
+    assert.ok(none.losses.every((x) => x === 0), "losses are all 0");
+    assert.ok(none.dlogits.every((x) => x === 0), "dlogits are all 0");
+    // Logits of ±1e3 (and some rows whose target is the smallest logit: a loss of ~2000).
+    const next = rng(8);
+    const extreme = logits.map(() => (next() < 0.5 ? -1e3 : 1e3) * (0.5 + next() / 2));
+    const targets = Int32Array.from({ length: 9 }, (_, r) => (r * 37) % classes);
+    targets[4] = -1;
+    const got = await runCrossEntropy(plan, extreme, targets);
+    const ref = crossEntropyReference(extreme, targets, shape);
+    assert.ok(ref.loss > 100, `the extreme case has a large loss: ${ref.loss}`);
+    assertClose("losses ±1e3", got.losses, ref.losses, TOL.f32Forward);
+    assertClose("dlogits ±1e3", got.dlogits, ref.dlogits, TOL.f32Forward);
+    plan.destroy();
+  });
+}
 
 Deno.test("CrossEntropyPlan: 100000 rows (a 2-D grid; the count pass strides), encoded twice", async () => {
   const shape = { rows: 100000, classes: 3 };
