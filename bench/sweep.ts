@@ -126,6 +126,13 @@ export interface SweepOptions {
   progress?: boolean;
 }
 
+/**
+ * How the TF.js baseline writes Kᵀ: as an explicit transpose, the faster of
+ * the two ways on the software adapter (TF.js 4.22's matmul with `transposeB`
+ * ran Q·Kᵀ 2–3× slower), so sigmax is compared with TF.js at its best.
+ */
+const TFJS_K_TRANSPOSE = "explicit";
+
 /** TF.js's timing functions, loaded on demand (TF.js is heavy and optional). */
 type Tfjs = typeof import("./tfjs.ts");
 
@@ -222,6 +229,7 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
             activation,
             causal,
             pass,
+            kTranspose: TFJS_K_TRANSPOSE,
             warmup: preset.warmup,
             reps: preset.reps,
           });
@@ -279,6 +287,7 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
               activation,
               causal: false,
               pass: "forward",
+              kTranspose: TFJS_K_TRANSPOSE,
               warmup: 0,
               reps: 1,
             });
@@ -343,8 +352,19 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
             vocab: 32,
             classes: 32,
             activation,
+            causal: true,
+            kTranspose: TFJS_K_TRANSPOSE,
+            stepsPerCall: 4,
+            warmup: 1,
+            reps: 5,
           });
-          results.training.push({ impl: "tfjs", activation, model: m, ...r });
+          results.training.push({
+            impl: "tfjs",
+            activation,
+            model: m,
+            msMedian: r.msPerStep,
+            tokensPerSecond: r.tokensPerSecond,
+          });
           log(`training step tfjs ${activation}: ${r.tokensPerSecond.toFixed(0)} tokens/s`);
         } catch (err) {
           log(`tfjs training step failed: ${(err as Error).message}`);
