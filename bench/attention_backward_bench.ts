@@ -2,7 +2,8 @@
  * `deno bench` for the attention backward pass (dq, dk, dv from dOut; the
  * forward pass that writes out and lse runs once, untimed): per shape group,
  * fused softmax (the baseline) against fused sigmoid, unfused softmax and
- * unfused sigmoid, and f16 against f32 where the adapter has `shader-f16`.
+ * unfused sigmoid, TF.js (tf.grads of its attention, which reruns the forward
+ * pass; wall clock), and f16 against f32 where the adapter has `shader-f16`.
  * The summary printed when the run ends gives GFLOP/s (FlashAttention's
  * convention: backward = 2.5 × the forward's `4·B·H·S²·D`) from GPU
  * timestamps and the measured speed ratios beside the operation-count
@@ -15,9 +16,11 @@ import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import {
   benchAdapter,
   benchKernelGroups,
+  benchTfjsGroups,
   kernelSummary,
   type ShapeGroup,
   summaryFooter,
+  tfjsSummary,
 } from "./attention_bench_common.ts";
 import { benchPrecision, precisionSummary } from "./attention_precision.ts";
 
@@ -39,10 +42,15 @@ const GROUPS: ShapeGroup[] = [
   { seqLen: 1024, headDim: 64, causal: true },
 ];
 const kernels = benchKernelGroups("backward", GROUPS);
+const tfjs = await benchTfjsGroups("backward", GROUPS);
 const precision = adapter.shaderF16 ? benchPrecision("backward") : undefined;
 
 globalThis.addEventListener("unload", () => {
-  const lines = ["", ...kernelSummary("backward", kernels, tiles, adapter.costs)];
+  const lines = [
+    "",
+    ...kernelSummary("backward", kernels, tiles, adapter.costs),
+    ...tfjsSummary("backward", kernels, tfjs),
+  ];
   if (precision) lines.push(...precisionSummary("backward", precision));
   lines.push(...summaryFooter(adapter));
   console.log(lines.join("\n"));

@@ -59,6 +59,8 @@ export function groupName(pass: AttentionPass, g: ShapeGroup): string {
 /** GPU times (ms) of every iteration of one bench, and the FLOPs of one. */
 export interface Samples {
   ms: number[];
+  /** Wall-clock milliseconds of the same runs (submit → done), for comparisons with TF.js. */
+  wallMs: number[];
   flops: number;
 }
 
@@ -74,7 +76,7 @@ export function benchAttention(
   g: ShapeGroup,
   options: AttentionOptions,
 ): Samples {
-  const samples: Samples = { ms: [], flops: 0 };
+  const samples: Samples = { ms: [], wallMs: [], flops: 0 };
   const shape = { batch: 1, heads: 4, seqLen: g.seqLen, headDim: g.headDim };
   let work: AttentionWorkload | undefined; // built on first use, kept for every iteration
   Deno.bench({
@@ -91,12 +93,94 @@ export function benchAttention(
         samples.flops = work.flops;
       }
       b.start();
+      const t0 = performance.now();
       const ms = await work.run();
+      samples.wallMs.push(performance.now() - t0);
       b.end();
       samples.ms.push(ms);
     },
   });
   return samples;
+}
+
+/** TF.js benches of a group, by activation; empty when TF.js cannot run here. */
+export type TfjsSamples = Map<"softmax" | "sigmoid", Samples>;
+
+/**
+ * Registers TF.js softmax and sigmoid attention (its WebGPU backend on
+ * sigmax's device, Kᵀ transposed explicitly: its faster form here) in each
+ * group, timed on the wall clock from the first op to a 4-byte readback.
+ */
+export async function benchTfjsGroups(
+  pass: AttentionPass,
+  groups: ShapeGroup[],
+): Promise<{ byGroup: Map<ShapeGroup, TfjsSamples>; error?: string }> {
+  const byGroup = new Map<ShapeGroup, TfjsSamples>();
+  const { loadTfjs, timeTfjsAttention } = await import("./tfjs.ts");
+  const handle = await loadTfjs();
+  if ("error" in handle) return { byGroup, error: handle.error };
+  for (const g of groups) {
+    const byActivation: TfjsSamples = new Map();
+    for (const activation of ["softmax", "sigmoid"] as const) {
+      const samples: Samples = { ms: [], wallMs: [], flops: 0 };
+      const shape = { batch: 1, heads: 4, seqLen: g.seqLen, headDim: g.headDim };
+      const options = { activation, causal: g.causal, pass, kTranspose: "explicit" as const };
+      let warm = false;
+      Deno.bench({
+        name: `tfjs ${activation}`,
+        group: groupName(pass, g),
+        n: g.seqLen >= 1024 ? 5 : 20,
+        warmup: 1,
+        async fn(b) {
+          if (!warm) {
+            await timeTfjsAttention(handle, shape, { ...options, warmup: 1, reps: 1 });
+            warm = true;
+          }
+          b.start();
+          const t = await timeTfjsAttention(handle, shape, { ...options, warmup: 0, reps: 1 });
+          b.end();
+          samples.flops = t.flops;
+          samples.ms.push(t.msMedian);
+          samples.wallMs.push(t.msMedian);
+        },
+      });
+      byActivation.set(activation, samples);
+    }
+    byGroup.set(g, byActivation);
+  }
+  return { byGroup };
+}
+
+/** Summary lines: TF.js's GFLOP/s and fused/TF.js speed per group, both on the wall clock. */
+export function tfjsSummary(
+  pass: AttentionPass,
+  kernels: Map<ShapeGroup, Map<ModelledKernel, Samples>>,
+  tfjs: { byGroup: Map<ShapeGroup, TfjsSamples>; error?: string },
+): string[] {
+  if (tfjs.error) return [`tfjs: not run (${tfjs.error})`];
+  const lines = [
+    `${pass} against TF.js (wall clock, submit → result; TF.js Kᵀ transposed explicitly):`,
+    `${
+      "group".padEnd(36)
+    }  tfjs softmax       tfjs sigmoid     fused/tfjs softmax  fused/tfjs sigmoid`,
+  ];
+  const wall = (s: Samples) => summarize(s.wallMs.slice(1)).msMedian;
+  for (const [g, byActivation] of tfjs.byGroup) {
+    const fused = kernels.get(g);
+    const soft = byActivation.get("softmax")!;
+    const sig = byActivation.get("sigmoid")!;
+    if (!fused || soft.wallMs.length < 2 || sig.wallMs.length < 2) continue;
+    const gflops = (s: Samples) => `${(s.flops / wall(s) / 1e6).toFixed(2)} GFLOP/s`.padStart(17);
+    const ratio = (k: ModelledKernel, s: Samples) => {
+      const f = fused.get(k)!;
+      return f.wallMs.length < 2 ? "—" : `${(wall(s) / wall(f)).toFixed(2)}×`;
+    };
+    lines.push(
+      `${groupName(pass, g).padEnd(36)} ${gflops(soft)}  ${gflops(sig)}  ` +
+        `${ratio("fused softmax", soft).padStart(18)}  ${ratio("fused sigmoid", sig).padStart(18)}`,
+    );
+  }
+  return lines;
 }
 
 /** Registers the four kernels of {@linkcode KERNELS} for each group (fused softmax the baseline). */

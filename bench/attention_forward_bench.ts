@@ -1,7 +1,9 @@
 /**
  * `deno bench` for the attention forward pass: per shape group, fused softmax
- * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid;
- * f16 against f32 storage where the adapter has `shader-f16`; and sigmax's
+ * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid,
+ * and TF.js's softmax and sigmoid attention on its WebGPU backend (the same
+ * device; compared on the wall clock, the only clock TF.js has); f16 against
+ * f32 storage where the adapter has `shader-f16`; and sigmax's
  * matmul at the unfused path's shapes as the roofline. deno bench's own
  * table times each iteration by wall clock. When the run ends a summary
  * gives each kernel's GFLOP/s (FlashAttention's FLOP count) from GPU
@@ -19,9 +21,11 @@ import { MatmulPlan, type MatmulShape } from "../kernels/matmul.ts";
 import {
   benchAdapter,
   benchKernelGroups,
+  benchTfjsGroups,
   kernelSummary,
   type ShapeGroup,
   summaryFooter,
+  tfjsSummary,
 } from "./attention_bench_common.ts";
 import { benchPrecision, precisionSummary } from "./attention_precision.ts";
 
@@ -45,6 +49,7 @@ const GROUPS: ShapeGroup[] = [
   { seqLen: 1024, headDim: 128, causal: false },
 ];
 const kernels = benchKernelGroups("forward", GROUPS);
+const tfjs = await benchTfjsGroups("forward", GROUPS);
 const precision = adapter.shaderF16 ? benchPrecision("forward") : undefined;
 
 /**
@@ -83,7 +88,11 @@ for (const { name, shape } of ROOFLINE) {
 }
 
 globalThis.addEventListener("unload", () => {
-  const lines = ["", ...kernelSummary("forward", kernels, tiles, adapter.costs)];
+  const lines = [
+    "",
+    ...kernelSummary("forward", kernels, tiles, adapter.costs),
+    ...tfjsSummary("forward", kernels, tfjs),
+  ];
   if (precision) lines.push(...precisionSummary("forward", precision));
   for (const [name, { ms, flops }] of roofline) {
     const median = summarize(ms.slice(1)).msMedian; // without deno bench's warmup iteration

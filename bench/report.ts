@@ -518,13 +518,14 @@ function fmtDuration(seconds: number): string {
   return h > 0 ? `${h} h ${m} min ${rest} s` : `${m} min ${rest} s`;
 }
 
-function escapeHtml(text: string): string {
+/** `text` with `& < > " '` escaped, safe in HTML text and in quoted attributes. */
+export function escapeHtml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
 /** JSON that is safe inside a `<script>` element. */
-function scriptJson(value: unknown): string {
+export function scriptJson(value: unknown): string {
   return JSON.stringify(value).replace(/</g, "\\u003c").replace(/>/g, "\\u003e")
     .replace(/&/g, "\\u0026").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
 }
@@ -540,7 +541,7 @@ let chartJsSource: Promise<string> | undefined;
  * `import.meta.resolve` finds its files; the UMD build sits beside the ESM
  * entry point in `dist/`.
  */
-function loadChartJs(): Promise<string> {
+export function loadChartJs(): Promise<string> {
   chartJsSource ??= (async () => {
     await import("npm:chart.js@4.6.1");
     const entry = import.meta.resolve("npm:chart.js@4.6.1");

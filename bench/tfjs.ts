@@ -506,8 +506,11 @@ function _normals(n: number, seed: number, std: number): Float32Array {
   return out;
 }
 
+/** Models built so far (they need distinct variable names). */
+let _models = 0;
+
 /**
- * Times training steps of the pre-LayerNorm transformer of training/model.ts
+ * Builds training steps of the pre-LayerNorm transformer of training/model.ts
  * written with TF.js core ops: token embedding plus learned positions; per
  * block `x += Wo·attn(LN(x))` (Q, K, V and O projections with bias, attention
  * by {@linkcode tfjsAttention}) and `x += W2·gelu(W1·LN(x))` (4× hidden, GELU
@@ -522,12 +525,12 @@ function _normals(n: number, seed: number, std: number): Float32Array {
  * Every step trains on the same batch (random tokens, labels
  * `token mod classes`), uploaded as a new int32 tensor per step as a data
  * loader would; the loss is read back (4 bytes) after the call's last step,
- * which waits for every queued step. Time per call is wall clock.
+ * which waits for every queued step.
  */
-export async function timeTfjsTrainingStep(
+export function prepareTfjsTrainingStep(
   tfOrHandle: TfOrHandle,
   config: TfjsTrainingConfig,
-): Promise<TfjsTrainingTiming> {
+): TfjsTrainingStep {
   const tf = _tf(tfOrHandle);
   const { width: C, layers: L, heads: H, seqLen: S, batch: B, vocab, classes } = config;
   if (C % H !== 0) throw new RangeError(`heads (${H}) must divide width (${C})`);
@@ -543,6 +546,7 @@ export async function timeTfjsTrainingStep(
     kTranspose: config.kTranspose,
   };
   let seed = (config.seed ?? 1) * 1000;
+  const model = _models++; // variable names are global in TF.js: one prefix per model
 
   const vars = new Map<string, TfCore.Variable>();
   const decayed: TfCore.Variable[] = [];
@@ -554,7 +558,7 @@ export async function timeTfjsTrainingStep(
       ? new Float32Array(size).fill(1)
       : _normals(size, seed++, std);
     const t = tf.tensor(init, shape);
-    const v = tf.variable(t, true, `tfjs.${name}.${seed}`);
+    const v = tf.variable(t, true, `tfjs.m${model}.${name}`);
     t.dispose(); // the variable keeps the data
     vars.set(name, v);
     if (decay) decayed.push(v);
@@ -652,20 +656,57 @@ export async function timeTfjsTrainingStep(
     cost!.dispose();
     losses.push(loss);
   };
+  return {
+    call,
+    tokensPerCall: N * stepsPerCall,
+    stepsPerCall,
+    parameters: varList.reduce((n, v) => n + v.size, 0),
+    losses,
+    dispose() {
+      optimizer.dispose();
+      tf.dispose([...varList, ...(mask ? [mask] : [])]);
+    },
+  };
+}
+
+/** One TF.js training step built and ready to run again and again (see {@linkcode prepareTfjsTrainingStep}). */
+export interface TfjsTrainingStep {
+  /** Runs `stepsPerCall` steps and waits for the last loss. */
+  call(): Promise<void>;
+  /** Tokens (sequences × positions) one call trains on. */
+  tokensPerCall: number;
+  /** Steps per call. */
+  stepsPerCall: number;
+  /** Scalar parameters of the model. */
+  parameters: number;
+  /** The loss after each call so far. */
+  losses: number[];
+  /** Frees the variables and the optimiser. */
+  dispose(): void;
+}
+
+/**
+ * Times the TF.js transformer's training step ({@linkcode prepareTfjsTrainingStep}):
+ * `warmup` untimed calls, then the median of `reps` calls.
+ */
+export async function timeTfjsTrainingStep(
+  tfOrHandle: TfOrHandle,
+  config: TfjsTrainingConfig,
+): Promise<TfjsTrainingTiming> {
+  const step = prepareTfjsTrainingStep(tfOrHandle, config);
   try {
-    const timing = await _time(call, config);
-    const msPerStep = timing.msMedian / stepsPerCall;
+    const timing = await _time(step.call, config);
+    const msPerStep = timing.msMedian / step.stepsPerCall;
     return {
       ...timing,
       msPerStep,
-      tokensPerSecond: N / msPerStep * 1000,
-      lossFirst: losses[0],
-      lossLast: losses[losses.length - 1],
-      parameters: varList.reduce((n, v) => n + v.size, 0),
+      tokensPerSecond: (step.tokensPerCall / step.stepsPerCall) / msPerStep * 1000,
+      lossFirst: step.losses[0],
+      lossLast: step.losses[step.losses.length - 1],
+      parameters: step.parameters,
     };
   } finally {
-    optimizer.dispose();
-    tf.dispose([...varList, ...(mask ? [mask] : [])]);
+    step.dispose();
   }
 }
 

@@ -7,86 +7,29 @@
  * included), throw nothing and request nothing but its own file.
  *
  * Without /usr/bin/chromium the test is skipped with a message, unless
- * SIGMAX_REQUIRE_BROWSER=1 (CI), where it fails instead. Install the browser
- * with `apt-get install -y chromium`.
- *
- * Permissions: the suite's --allow-env --allow-read --allow-write --allow-run
- * are enough. playwright-core asks, as it loads, for os.homedir() and
- * os.release() (Deno: --allow-sys) and fs.existsSync() on a file under
- * /proc/sys (Deno: --allow-all) to find Chrome's config folder and to detect
- * WSL; neither matters for launching a given executable on Linux, so the test
- * answers those three calls itself while playwright-core loads (see
- * `loadPlaywright`).
+ * SIGMAX_REQUIRE_BROWSER=1 (CI), where it fails instead. The browser harness
+ * (launching Chromium under the suite's permissions, opening a page and
+ * inspecting its canvases) is shared with the study report's browser test in
+ * tests/_browser.ts.
  *
  * Every results document here is TEST DATA from tests/_report_fixture.ts.
  */
 
 import assert from "node:assert/strict";
-import os from "node:os";
-import fs from "node:fs";
 import { reportHtml } from "../bench/report.ts";
 import type { SweepResults } from "../bench/results.ts";
 import { fixtureResults } from "./_report_fixture.ts";
+import {
+  announceBrowser,
+  CHROMIUM,
+  HAVE_CHROMIUM,
+  launchBrowser,
+  openPage,
+  type PageOutcome,
+  REQUIRED,
+} from "./_browser.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const REQUIRED = Deno.env.get("SIGMAX_REQUIRE_BROWSER") === "1";
-
-function exists(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const HAVE_CHROMIUM = exists(CHROMIUM);
-if (!HAVE_CHROMIUM) {
-  console.log(
-    REQUIRED
-      ? `report browser test: ${CHROMIUM} is missing and SIGMAX_REQUIRE_BROWSER=1: failing. ` +
-        `Install it with: apt-get install -y chromium`
-      : `report browser test: SKIPPED: ${CHROMIUM} is missing (apt-get install -y chromium; ` +
-        `set SIGMAX_REQUIRE_BROWSER=1 to make this a failure).`,
-  );
-}
-
-/**
- * Loads playwright-core with the three Node calls it makes while loading, and
- * that Deno would refuse without --allow-sys / --allow-all, answered here:
- * os.homedir() from $HOME, os.release() as a non-WSL kernel, and
- * fs.existsSync() false for a path Deno refuses to stat (Node's existsSync
- * never throws). The originals are restored afterwards.
- */
-async function loadPlaywright(): Promise<typeof import("npm:playwright-core@1.65.1")> {
-  const nodeOs = os as unknown as Record<string, unknown>;
-  const nodeFs = fs as unknown as Record<string, unknown>;
-  const saved = { homedir: nodeOs.homedir, release: nodeOs.release, existsSync: nodeFs.existsSync };
-  const existsSync = fs.existsSync;
-  const sys = (kind: "homedir" | "osRelease") =>
-    Deno.permissions.querySync({ name: "sys", kind }).state === "granted";
-  if (!sys("homedir")) nodeOs.homedir = () => Deno.env.get("HOME") ?? "/";
-  if (!sys("osRelease")) nodeOs.release = () => "0.0.0-sigmax-test";
-  nodeFs.existsSync = (path: fs.PathLike) => {
-    try {
-      return existsSync(path);
-    } catch {
-      return false;
-    }
-  };
-  try {
-    return await import("npm:playwright-core@1.65.1");
-  } finally {
-    Object.assign(nodeOs, { homedir: saved.homedir, release: saved.release });
-    nodeFs.existsSync = saved.existsSync;
-  }
-}
-
-/** What the page did: its chart count, its canvases, and every message, error or request it made. */
-interface PageOutcome {
-  charts: number;
-  canvases: { id: string; width: number; height: number; painted: boolean }[];
-  problems: string[];
-}
+announceBrowser("report browser test");
 
 Deno.test({
   name: "report page draws every chart in headless Chromium and logs nothing",
@@ -97,71 +40,13 @@ Deno.test({
         `${CHROMIUM} is missing and SIGMAX_REQUIRE_BROWSER=1: install it (apt-get install -y chromium)`,
       );
     }
-    const { chromium } = await loadPlaywright();
     const dir = await Deno.makeTempDir({ prefix: "sigmax-report-browser-" });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--no-sandbox"],
-      timeout: 30_000,
-    });
+    const browser = await launchBrowser();
     try {
       const open = async (name: string, results: SweepResults): Promise<PageOutcome> => {
         const file = `${dir}/${name}.html`;
         await Deno.writeTextFile(file, await reportHtml(results));
-        const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-        const problems: string[] = [];
-        // The page logs nothing when it works: any console message is a problem.
-        page.on("console", (msg) => problems.push(`console.${msg.type()}: ${msg.text()}`));
-        page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
-        page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()}`));
-        page.on("request", (req) => {
-          if (!req.url().startsWith("file:") && !req.url().startsWith("data:")) {
-            problems.push(`request to ${req.url()}`);
-          }
-        });
-        try {
-          await page.goto(new URL(`file://${file}`).href, { timeout: 30_000 });
-          await page.waitForFunction(
-            () => typeof (globalThis as Record<string, unknown>).__sigmaxCharts === "number",
-            undefined,
-            { timeout: 30_000 },
-          );
-          // Each canvas: its size, and whether any pixel has alpha > 0 (a blank canvas has none).
-          const outcome = await page.evaluate(() => {
-            const g = globalThis as unknown as {
-              __sigmaxCharts: number;
-              document: {
-                querySelectorAll(sel: string): ArrayLike<{
-                  id: string;
-                  width: number;
-                  height: number;
-                  getContext(kind: "2d"): {
-                    getImageData(x: number, y: number, w: number, h: number): {
-                      data: Uint8ClampedArray;
-                    };
-                  } | null;
-                }>;
-              };
-            };
-            const canvases = Array.from(g.document.querySelectorAll("canvas")).map((c) => {
-              const data = c.width > 0 && c.height > 0
-                ? c.getContext("2d")?.getImageData(0, 0, c.width, c.height).data
-                : undefined;
-              let painted = false;
-              for (let i = 3; data && i < data.length; i += 4) {
-                if (data[i] !== 0) {
-                  painted = true;
-                  break;
-                }
-              }
-              return { id: c.id, width: c.width, height: c.height, painted };
-            });
-            return { charts: g.__sigmaxCharts, canvases };
-          });
-          return { ...outcome, problems };
-        } finally {
-          await page.close();
-        }
+        return await openPage(browser, file);
       };
 
       const check = (name: string, outcome: PageOutcome, expected: number) => {
