@@ -1,0 +1,242 @@
+/**
+ * The study's grid: which runs a preset asks for, their stable ids, and how
+ * `--shard i/n` splits them.
+ *
+ * Every run is paired: for a given cell, n and seed, the softmax and the
+ * sigmoid run see the same data (the task's seed) and start from the same
+ * weights (the model's initialisation depends on the seed and the shapes
+ * only), so their difference is the activation's alone.
+ *
+ * @module
+ */
+
+import type { TrainConfig } from "../training/trainer.ts";
+import type { TaskName } from "../training/tasks/index.ts";
+
+/** One cell of a study: a task with fixed options, trained with both activations over n and seeds. */
+export interface StudyCell {
+  /** Stable name of the cell, e.g. `teacher-softmax-linear` or `count`. */
+  name: string;
+  task: TaskName;
+  /** Task options (besides n, seed, testSize). */
+  taskOptions: Record<string, unknown>;
+  /** Training settings shared by every run of the cell. */
+  train: Partial<TrainConfig>;
+  /** Training-set sizes n (sequences). */
+  ns: number[];
+  /**
+   * The metric a run must reach for samples- and steps-to-target (the task's
+   * own metric: accuracy, or function error for teacher).
+   */
+  target?: number;
+  /** Teacher cells: what the cell varies (teacher activation, expert). */
+  teacher?: { activation: "softmax" | "sigmoid"; expert: string; studentHeads: number };
+}
+
+/** A study preset: its cells, seeds and held-out size. */
+export interface StudyPreset {
+  name: string;
+  /** Seeds (each used by both activations). */
+  seeds: number[];
+  testSize: number;
+  cells: StudyCell[];
+}
+
+/** One run of the grid. */
+export interface RunSpec {
+  /** Stable id, also the result's file name: `<cell>-<activation>-n<n>-s<seed>`. */
+  id: string;
+  cell: string;
+  attention: "softmax" | "sigmoid";
+  n: number;
+  seed: number;
+  /** The full training config of the run (without checkpoint, log and progress). */
+  config: Partial<TrainConfig> & { task: TaskName };
+}
+
+/** The teacher's weights are the same in every run of a study: drawn once from this seed. */
+export const TEACHER_SEED = 7;
+
+function teacherCells(
+  experts: string[],
+  ns: number[],
+  train: Partial<TrainConfig>,
+  studentHeads: number[],
+): StudyCell[] {
+  const cells: StudyCell[] = [];
+  for (const activation of ["softmax", "sigmoid"] as const) {
+    for (const expert of experts) {
+      for (const heads of studentHeads) {
+        cells.push({
+          name: `teacher-${activation}-${expert}` + (heads > 1 ? `-h${heads}` : ""),
+          task: "teacher",
+          // Noise 1: at these sizes the error then falls with n instead of sitting at the floor.
+          taskOptions: {
+            teacherActivation: activation,
+            expert,
+            noise: 1,
+            teacherSeed: TEACHER_SEED,
+          },
+          train: { ...train, heads },
+          ns,
+          teacher: { activation, expert, studentHeads: heads },
+        });
+      }
+    }
+  }
+  return cells;
+}
+
+const TEACHER_TRAIN: Partial<TrainConfig> = { steps: 500, batchSize: 16, evalEvery: 100 };
+
+/** The token and MNIST cells at tiny size (the settings the learning tests use). */
+function taskCells(ns: number[], scale: number): StudyCell[] {
+  return [
+    {
+      name: "count",
+      task: "count",
+      taskOptions: { seqLen: 8, vocab: 4 },
+      train: { width: 16, batchSize: 16, steps: 250 * scale, evalEvery: 25 },
+      ns,
+      target: 0.95,
+    },
+    {
+      name: "sort",
+      task: "sort",
+      taskOptions: { seqLen: 6, vocab: 8 },
+      train: { width: 16, batchSize: 16, steps: 200 * scale, evalEvery: 25 },
+      ns,
+      target: 0.9,
+    },
+    {
+      name: "mqar",
+      task: "mqar",
+      taskOptions: { vocab: 16, pairs: 2 },
+      train: { steps: 200 * scale, evalEvery: 25 },
+      ns,
+      target: 0.9,
+    },
+    {
+      name: "mnist",
+      task: "mnist",
+      taskOptions: {},
+      train: { width: 16, batchSize: 16, steps: 200 * scale, evalEvery: 25 },
+      ns,
+      target: 0.6,
+    },
+  ];
+}
+
+/** The presets: `tiny` (tests: seconds), `quick` (this machine: under 45 minutes), `full` (a GPU). */
+export const STUDY_PRESETS: Record<"tiny" | "quick" | "full", StudyPreset> = {
+  tiny: {
+    name: "tiny",
+    seeds: [1, 2],
+    testSize: 32,
+    cells: [
+      {
+        name: "teacher-softmax-linear",
+        task: "teacher",
+        taskOptions: {
+          teacherActivation: "softmax",
+          expert: "linear",
+          noise: 1,
+          teacherSeed: TEACHER_SEED,
+        },
+        train: { steps: 40, batchSize: 8, evalEvery: 10 },
+        ns: [16, 64],
+        teacher: { activation: "softmax", expert: "linear", studentHeads: 1 },
+      },
+      {
+        name: "sort",
+        task: "sort",
+        taskOptions: { seqLen: 4, vocab: 4 },
+        train: { width: 8, layers: 1, batchSize: 8, steps: 20, evalEvery: 5 },
+        ns: [16, 64],
+        target: 0.5,
+      },
+    ],
+  },
+  quick: {
+    name: "quick",
+    seeds: [1, 2, 3, 4, 5],
+    testSize: 200,
+    cells: [
+      ...teacherCells(["linear", "relu"], [64, 256, 1024], TEACHER_TRAIN, [1]),
+      ...taskCells([64, 256, 1024], 1),
+    ],
+  },
+  full: {
+    name: "full",
+    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    testSize: 1000,
+    cells: [
+      ...teacherCells(
+        ["linear", "relu", "gelu"],
+        [64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        { ...TEACHER_TRAIN, steps: 3000, batchSize: 32 },
+        [1, 2],
+      ),
+      // n up to 8192: MNIST's training pool holds 9000 images.
+      ...taskCells([64, 128, 256, 512, 1024, 2048, 4096, 8192], 4),
+    ],
+  },
+};
+
+/** Every run of a preset, optionally only the cells named in `cells`, sorted by id. */
+export function studyGrid(preset: StudyPreset, cells?: string[]): RunSpec[] {
+  if (cells) {
+    for (const name of cells) {
+      if (!preset.cells.some((c) => c.name === name || c.task === name)) {
+        throw new RangeError(
+          `preset ${preset.name} has no cell or task ${JSON.stringify(name)}; it has: ` +
+            preset.cells.map((c) => c.name).join(", "),
+        );
+      }
+    }
+  }
+  const runs: RunSpec[] = [];
+  for (const cell of preset.cells) {
+    if (cells && !cells.some((name) => name === cell.name || name === cell.task)) continue;
+    for (const n of cell.ns) {
+      for (const seed of preset.seeds) {
+        for (const attention of ["softmax", "sigmoid"] as const) {
+          runs.push({
+            id: `${cell.name}-${attention}-n${n}-s${seed}`,
+            cell: cell.name,
+            attention,
+            n,
+            seed,
+            config: {
+              ...cell.train,
+              task: cell.task,
+              taskOptions: cell.taskOptions,
+              testSize: preset.testSize,
+              attention,
+              n,
+              seed,
+              target: undefined,
+            },
+          });
+        }
+      }
+    }
+  }
+  return runs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** Parses `--shard i/n` (1-based). */
+export function parseShard(text: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index < 1 || index > count) {
+    throw new RangeError(`--shard must be i/n with 1 ≤ i ≤ n, e.g. 2/4; got "${text}"`);
+  }
+  return { index, count };
+}
+
+/** The runs of shard `index` of `count`: every count-th run of the sorted grid, from index − 1. */
+export function shardOf(runs: RunSpec[], shard: { index: number; count: number }): RunSpec[] {
+  return runs.filter((_, i) => i % shard.count === shard.index - 1);
+}

@@ -1,0 +1,167 @@
+/**
+ * The study's Markdown summary (study.md): the tables the README quotes.
+ *
+ * @module
+ */
+
+import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis } from "./analyze.ts";
+import type { Interval } from "./stats.ts";
+
+/** `0.912 [0.890, 0.931]`, in the number format `f`. */
+function ci(i: Interval | undefined, f: (x: number) => string): string {
+  return i === undefined ? "—" : `${f(i.estimate)} [${f(i.low)}, ${f(i.high)}]`;
+}
+
+const fixed = (digits: number) => (x: number) => x.toFixed(digits);
+const sci = (
+  x: number,
+) => (Math.abs(x) >= 0.01 && Math.abs(x) < 100 ? x.toFixed(3) : x.toExponential(2));
+const signed = (f: (x: number) => string) => (x: number) => (x > 0 ? "+" : "") + f(x);
+
+/** Whether an interval lies wholly on one side of zero. */
+function verdict(i: Interval, lowerIsBetterForSigmoid: boolean): string {
+  if (i.low > 0) return lowerIsBetterForSigmoid ? "softmax better" : "sigmoid better";
+  if (i.high < 0) return lowerIsBetterForSigmoid ? "sigmoid better" : "softmax better";
+  return "no difference";
+}
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+function teacherSection(cells: TeacherAnalysis[]): string[] {
+  if (cells.length === 0) return [];
+  const out = [
+    "### Teacher–student (the paper's mixture-of-experts setting)",
+    "",
+    "Function error ‖Ŷ − Y*‖² on fresh inputs (noiseless targets) after the fixed step budget, " +
+    "mean over seeds [bootstrap 95% interval]; slope = fitted exponent of error ∝ n^slope " +
+    "(cluster bootstrap over seeds; more negative = faster convergence).",
+    "",
+  ];
+  const rows: string[][] = [];
+  for (const c of cells) {
+    for (const curve of c.curves) {
+      const last = curve.points.at(-1)!;
+      rows.push([
+        `${c.teacherActivation}${c.studentHeads > 1 ? ` (student ${c.studentHeads} heads)` : ""}`,
+        c.expert,
+        curve.student,
+        ci(curve.slopes.functionError, fixed(2)),
+        ci(curve.slopes.gating, fixed(2)),
+        ci(curve.slopes.value, fixed(2)),
+        `${ci(last.functionError, sci)} at n=${last.n}`,
+      ]);
+    }
+  }
+  out.push(table(
+    [
+      "teacher",
+      "experts",
+      "student",
+      "slope: function error",
+      "slope: gating A",
+      "slope: W_V",
+      "function error",
+    ],
+    rows,
+  ));
+  out.push("");
+  out.push(
+    "Paired difference of the function error, sigmoid student − softmax student (same seeds):",
+  );
+  out.push("");
+  const ns = [...new Set(cells.flatMap((c) => c.paired.map((p) => p.n)))].sort((a, b) => a - b);
+  out.push(table(
+    ["teacher", "experts", ...ns.map((n) => `n=${n}`)],
+    cells.map((c) => [
+      `${c.teacherActivation}${c.studentHeads > 1 ? ` (${c.studentHeads} heads)` : ""}`,
+      c.expert,
+      ...ns.map((n) => {
+        const p = c.paired.find((q) => q.n === n);
+        return p ? `${ci(p.difference, signed(sci))} ${verdict(p.difference, true)}` : "—";
+      }),
+    ]),
+  ));
+  out.push("");
+  return out;
+}
+
+function taskSection(cells: TaskAnalysis[]): string[] {
+  if (cells.length === 0) return [];
+  const out = [
+    "### Tasks",
+    "",
+    "Test metric after the fixed step budget, mean over seeds [bootstrap 95% interval], and the " +
+    "paired difference sigmoid − softmax on the same seeds.",
+    "",
+  ];
+  const ns = [...new Set(cells.flatMap((c) => c.curves.flatMap((k) => k.points.map((p) => p.n))))]
+    .sort((a, b) => a - b);
+  const rows: string[][] = [];
+  for (const c of cells) {
+    for (const curve of c.curves) {
+      rows.push([
+        c.task,
+        curve.activation,
+        ...ns.map((n) => ci(curve.points.find((p) => p.n === n)?.metric, fixed(3))),
+      ]);
+    }
+    rows.push([
+      c.task,
+      "sigmoid − softmax",
+      ...ns.map((n) => {
+        const p = c.paired.find((q) => q.n === n);
+        return p
+          ? `${ci(p.difference, signed(fixed(3)))} ${verdict(p.difference, !c.higherIsBetter)}`
+          : "—";
+      }),
+    ]);
+  }
+  out.push(table(["task", "attention", ...ns.map((n) => `n=${n}`)], rows));
+  out.push("");
+  out.push(
+    "Samples to target: per seed, the smallest n whose test metric reached the target " +
+      "(geometric mean over the seeds that reached it [95% interval]); steps to target: the " +
+      "first evaluation that reached it, at the largest n.",
+  );
+  out.push("");
+  const targetRows: string[][] = [];
+  for (const c of cells) {
+    if (c.target === undefined) continue;
+    for (const curve of c.curves) {
+      const reached = curve.samplesToTarget.filter((x) => x !== null).length;
+      const last = curve.stepsToTarget.at(-1);
+      targetRows.push([
+        c.task,
+        `${c.metricName} ≥ ${c.target}`,
+        curve.activation,
+        `${reached}/${curve.samplesToTarget.length}`,
+        ci(curve.samplesToTargetMean, fixed(0)),
+        last ? `${last.reached}/${last.runs}: ${ci(last.steps, fixed(0))} (n=${last.n})` : "—",
+      ]);
+    }
+  }
+  out.push(table(
+    ["task", "target", "attention", "seeds reaching it", "samples to target", "steps to target"],
+    targetRows,
+  ));
+  out.push("");
+  return out;
+}
+
+/** The Markdown summary of an analysis. */
+export function studyMarkdown(a: StudyAnalysis): string {
+  return [
+    `## Sample-efficiency study: \`${a.preset}\` preset`,
+    "",
+    `${a.runs} runs (seeds ${a.seeds.join(", ")}; each seed shared by both activations), ` +
+    `${
+      (a.trainingSeconds / 60).toFixed(1)
+    } minutes of training on ${a.adapter}; analysed ${a.date}.`,
+    "",
+    ...teacherSection(a.teacher),
+    ...taskSection(a.tasks),
+  ].join("\n");
+}

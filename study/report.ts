@@ -1,0 +1,692 @@
+/**
+ * The study's HTML page (study.html): a self-contained, offline view of a
+ * {@linkcode StudyAnalysis}, with Chart.js inlined (the same `npm:chart.js`
+ * UMD build as the throughput report, bench/report.ts) and the analysis
+ * embedded as JSON (`<script type="application/json" id="sigmax-study">`).
+ *
+ * - **Header**: preset, runs, seeds, training minutes, adapter, date.
+ * - **Teacher cells**: per cell, three log-log charts (n on a log₂ axis, the
+ *   error on a log axis) of the function error, the gating (A) and the value
+ *   (W_V) parameter errors, one line per student activation with its shaded
+ *   95% interval band; a slope table (student × metric: slope [low, high]) and
+ *   the paired difference sigmoid − softmax of the function error per n.
+ * - **Task cells**: per cell, the metric against n (log₂ axis) with interval
+ *   bands, the target as a dashed line and chance as a dotted one; the
+ *   samples-to-target table, the steps-to-target table per n and the paired
+ *   difference table (sigmoid − softmax, and whether the interval excludes 0).
+ *
+ * A section or chart without data is a note instead. Each canvas has a stable
+ * id: `chart-teacher-CELL-(function-error|gating|value)` and
+ * `chart-task-CELL`. The page sets `window.__sigmaxCharts` to the number of
+ * charts it drew and logs nothing when all went well; a chart that fails is
+ * replaced by a note and reported with `console.error`.
+ *
+ * The Markdown summary of the same data is {@linkcode studyMarkdown}
+ * (study/markdown.ts), re-exported here.
+ *
+ * @module
+ */
+
+import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis, TeacherCurve } from "./analyze.ts";
+import type { Interval } from "./stats.ts";
+import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "../bench/report.ts";
+
+export { studyMarkdown } from "./markdown.ts";
+
+type Act = "softmax" | "sigmoid";
+
+const COLORS: Record<Act, string> = { softmax: "#1f77b4", sigmoid: "#e6550d" };
+/** The interval bands: the line's color, translucent. */
+const BANDS: Record<Act, string> = {
+  softmax: "rgba(31, 119, 180, 0.18)",
+  sigmoid: "rgba(230, 85, 13, 0.18)",
+};
+
+/** One point of a line with its interval. */
+interface BandPoint {
+  n: number;
+  y: number;
+  low: number | null;
+  high: number | null;
+}
+
+/** What the page script draws: one chart. */
+interface ChartSpec {
+  id: string;
+  title: string;
+  yTitle: string;
+  /** Log y axis (the teacher's errors) or linear (the tasks' metrics). */
+  yLog: boolean;
+  /** How the page formats values in tooltips. */
+  format: "sci" | "fixed";
+  series: { label: string; color: string; band: string; points: BandPoint[] }[];
+  /** Horizontal reference lines: the target (dashed) and chance (dotted). */
+  lines: { label: string; y: number; color: string; dash: number[] }[];
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+function finite(x: unknown): x is number {
+  return typeof x === "number" && Number.isFinite(x);
+}
+
+const sci = (x: number): string =>
+  Math.abs(x) >= 0.01 && Math.abs(x) < 100 ? x.toFixed(3) : x === 0 ? "0" : x.toExponential(2);
+const fixed = (digits: number) => (x: number): string => x.toFixed(digits);
+const signed = (f: (x: number) => string) => (x: number): string => (x > 0 ? "+" : "") + f(x);
+
+const DASH = "—";
+
+/** `0.912 [0.890, 0.931]`; a dash when there is no interval (or JSON turned NaN into null). */
+function ci(i: Interval | undefined | null, f: (x: number) => string): string {
+  if (!i || !finite(i.estimate)) return DASH;
+  const bound = (x: unknown) => (finite(x) ? f(x) : "?");
+  return `${f(i.estimate)} [${bound(i.low)}, ${bound(i.high)}]`;
+}
+
+/** Whether the interval lies wholly above or below zero. */
+function excludesZero(i: Interval): boolean {
+  return finite(i.low) && finite(i.high) && (i.low > 0 || i.high < 0);
+}
+
+/** Which activation the paired difference sigmoid − softmax favours, if its interval excludes 0. */
+function verdict(i: Interval, higherIsBetter: boolean): string {
+  if (!excludesZero(i)) return "no difference";
+  const sigmoidHigher = i.low > 0;
+  return sigmoidHigher === higherIsBetter ? "sigmoid better" : "softmax better";
+}
+
+function levelText(level: number | undefined): string {
+  return finite(level) ? `${Math.round(level * 100)}%` : "95%";
+}
+
+function table(headers: string[], rows: string[][], numeric: boolean[]): string {
+  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
+  const body = rows.map((row) =>
+    `<tr>${
+      row.map((cell, i) => `<td${numeric[i] ? ' class="num"' : ""}>${cell}</td>`).join("")
+    }</tr>`
+  ).join("\n");
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
+const note = (text: string): string => `<p class="note">${escapeHtml(text)}</p>`;
+
+/** A canvas id fragment: the name with anything but letters, digits, `_` and `-` replaced. */
+function slug(name: string): string {
+  return name.replace(/[^A-Za-z0-9_-]/g, "_") || "_";
+}
+
+/** Makes ids unique within one page. */
+function idMaker(): (base: string) => string {
+  const used = new Set<string>();
+  return (base) => {
+    let id = base;
+    for (let k = 2; used.has(id); k++) id = `${base}-${k}`;
+    used.add(id);
+    return id;
+  };
+}
+
+function figure(spec: ChartSpec, label: string): string {
+  return `<figure class="chart"><canvas id="${escapeHtml(spec.id)}" role="img" aria-label="${
+    escapeHtml(label)
+  }"></canvas></figure>`;
+}
+
+/**
+ * A line's points: the estimate and its interval per n. On a log axis a
+ * non-positive estimate cannot be drawn (the point is left out) and a
+ * non-positive bound leaves a gap in the band.
+ */
+function bandPoints(
+  points: { n: number; ci: Interval | undefined | null }[],
+  log: boolean,
+): BandPoint[] {
+  const ok = (x: unknown): x is number => finite(x) && (!log || x > 0);
+  return points
+    .filter((p) => finite(p.n) && p.n > 0 && p.ci && ok(p.ci.estimate))
+    .map((p) => ({
+      n: p.n,
+      y: p.ci!.estimate,
+      low: ok(p.ci!.low) ? p.ci!.low : null,
+      high: ok(p.ci!.high) ? p.ci!.high : null,
+    }));
+}
+
+// ---------------------------------------------------------------------------
+// Teacher cells
+
+const TEACHER_METRICS = [
+  {
+    key: "functionError",
+    slug: "function-error",
+    name: "function error",
+    yTitle: "function error ‖Ŷ − Y*‖²",
+  },
+  {
+    key: "gating",
+    slug: "gating",
+    name: "gating A error",
+    yTitle: "gating error, A = W_Q W_Kᵀ/√r",
+  },
+  { key: "value", slug: "value", name: "value W_V error", yTitle: "value error, W_V" },
+] as const;
+
+function teacherTitle(c: TeacherAnalysis): string {
+  return `teacher ${c.teacherActivation}, ${c.expert} experts` +
+    (c.studentHeads > 1 ? `, student ${c.studentHeads} heads` : "");
+}
+
+function curveOf(c: TeacherAnalysis, act: Act): TeacherCurve | undefined {
+  return (c.curves ?? []).find((k) => k.student === act);
+}
+
+function teacherCell(c: TeacherAnalysis, id: (base: string) => string, specs: ChartSpec[]): string {
+  const title = teacherTitle(c);
+  const figures: string[] = [];
+  const notes: string[] = [];
+  for (const m of TEACHER_METRICS) {
+    const series = (["softmax", "sigmoid"] as const).flatMap((act) => {
+      const curve = curveOf(c, act);
+      const points = bandPoints((curve?.points ?? []).map((p) => ({ n: p.n, ci: p[m.key] })), true);
+      return points.length === 0
+        ? []
+        : [{ label: `${act} student`, color: COLORS[act], band: BANDS[act], points }];
+    });
+    if (series.length === 0) {
+      notes.push(`Not drawn: ${m.name} has no positive value to draw on a log scale.`);
+      continue;
+    }
+    const spec: ChartSpec = {
+      id: id(`chart-teacher-${slug(c.cell)}-${m.slug}`),
+      title: `${m.name}: ${title}`,
+      yTitle: `${m.yTitle} (log scale)`,
+      yLog: true,
+      format: "sci",
+      series,
+      lines: [],
+    };
+    specs.push(spec);
+    figures.push(figure(spec, `${m.name} against n, ${title}`));
+  }
+  const level = levelText(c.curves?.[0]?.points?.[0]?.functionError?.level);
+  const slopeRows = (["softmax", "sigmoid"] as const).flatMap((act) => {
+    const s = curveOf(c, act)?.slopes;
+    if (!s) return [];
+    return [[
+      escapeHtml(act),
+      ci(s.functionError, fixed(2)),
+      ci(s.gating, fixed(2)),
+      ci(s.value, fixed(2)),
+      ci(s.voronoi, fixed(2)),
+    ]];
+  });
+  const paired = c.paired ?? [];
+  return `<section class="cell" id="teacher-${escapeHtml(slug(c.cell))}">
+<h3>${escapeHtml(title)} <span class="muted">(cell ${escapeHtml(c.cell)})</span></h3>
+<p class="about">Mean over seeds with its bootstrap ${level} interval (shaded), after the fixed step budget. ` +
+    `Chance (predicting 0): function error ${
+      escapeHtml(finite(c.chance) ? sci(c.chance) : DASH)
+    }.</p>
+${figures.length > 0 ? `<div class="grid">\n${figures.join("\n")}\n</div>` : ""}
+${notes.map(note).join("\n")}
+<h4>Log-log slopes (error ∝ n<sup>slope</sup>)</h4>
+${
+      slopeRows.length > 0
+        ? table(
+          ["student", "function error", "gating A", "value W_V", "Voronoi loss"],
+          slopeRows,
+          [false, true, true, true, true],
+        )
+        : note("No slopes: the cell has no curves.")
+    }
+<h4>Paired difference of the function error, sigmoid − softmax student</h4>
+${
+      paired.length > 0
+        ? table(
+          ["n", `sigmoid − softmax [${level}]`, "excludes 0", "reading"],
+          paired.map((p) => [
+            String(p.n),
+            ci(p.difference, signed(sci)),
+            excludesZero(p.difference) ? "yes" : "no",
+            verdict(p.difference, false),
+          ]),
+          [true, true, false, false],
+        )
+        : note("No paired runs: no n has both activations on the same seed.")
+    }
+</section>`;
+}
+
+function teacherSection(
+  cells: TeacherAnalysis[],
+  id: (base: string) => string,
+  specs: ChartSpec[],
+): string {
+  const body = cells.length > 0
+    ? cells.map((c) => teacherCell(c, id, specs)).join("\n")
+    : note("No teacher cells in this analysis.");
+  return `<section id="teacher">
+<h2>Teacher–student (the paper's mixture-of-experts setting)</h2>
+<p class="about">Function error on fresh inputs (noiseless targets) and parameter-recovery errors against the training-set size n, ` +
+    `per student activation; log-log axes, so a straight line is a power law and its slope the convergence rate ` +
+    `(more negative: faster). Slopes carry a cluster-bootstrap interval over seeds.</p>
+${body}
+</section>`;
+}
+
+// ---------------------------------------------------------------------------
+// Task cells
+
+function seedList(perSeed: (number | null)[] | undefined, seeds: number[]): string {
+  if (!perSeed || perSeed.length === 0) return DASH;
+  return perSeed.map((n, i) =>
+    `${seeds.length === perSeed.length ? `s${seeds[i]}: ` : ""}${n === null ? DASH : String(n)}`
+  ).join(", ");
+}
+
+function taskCell(
+  c: TaskAnalysis,
+  seeds: number[],
+  id: (base: string) => string,
+  specs: ChartSpec[],
+): string {
+  const curves = c.curves ?? [];
+  const hasTarget = finite(c.target);
+  const direction = c.higherIsBetter ? "≥" : "≤";
+  const series = (["softmax", "sigmoid"] as const).flatMap((act) => {
+    const curve = curves.find((k) => k.activation === act);
+    const points = bandPoints((curve?.points ?? []).map((p) => ({ n: p.n, ci: p.metric })), false);
+    return points.length === 0
+      ? []
+      : [{ label: act, color: COLORS[act], band: BANDS[act], points }];
+  });
+  const lines: ChartSpec["lines"] = [];
+  if (hasTarget) {
+    lines.push({
+      label: `target ${direction} ${c.target}`,
+      y: c.target!,
+      color: "#2a7d2a",
+      dash: [7, 4],
+    });
+  }
+  if (finite(c.chance)) {
+    lines.push({
+      label: `chance ${fixed(3)(c.chance)}`,
+      y: c.chance,
+      color: "#777777",
+      dash: [2, 3],
+    });
+  }
+  const level = levelText(curves[0]?.points?.[0]?.metric?.level);
+  let chart: string;
+  if (series.length > 0) {
+    const spec: ChartSpec = {
+      id: id(`chart-task-${slug(c.cell)}`),
+      title: `${c.task}: test ${c.metricName} against n`,
+      yTitle: `test ${c.metricName}`,
+      yLog: false,
+      format: "fixed",
+      series,
+      lines,
+    };
+    specs.push(spec);
+    chart = `<div class="grid">\n${figure(spec, `${c.task}: ${c.metricName} against n`)}\n</div>`;
+  } else {
+    chart = note(`Not drawn: ${c.task} has no metric values.`);
+  }
+
+  let targets: string;
+  if (!hasTarget) {
+    targets = note(
+      `No target for ${c.task}: samples-to-target and steps-to-target are not defined.`,
+    );
+  } else {
+    const samples = table(
+      ["attention", "seeds reaching the target", `geometric mean n [${level}]`, "per seed"],
+      curves.map((k) => {
+        const per = k.samplesToTarget ?? [];
+        return [
+          escapeHtml(k.activation),
+          `${per.filter((x) => x !== null).length}/${per.length}`,
+          ci(k.samplesToTargetMean, fixed(0)),
+          escapeHtml(seedList(per, seeds)),
+        ];
+      }),
+      [false, true, true, false],
+    );
+    const ns = [...new Set(curves.flatMap((k) => (k.stepsToTarget ?? []).map((s) => s.n)))]
+      .sort((a, b) => a - b);
+    const steps = ns.length > 0
+      ? table(
+        [
+          "n",
+          ...curves.flatMap((k) => [`${k.activation}: runs reaching it`, `${k.activation}: steps`]),
+        ],
+        ns.map((n) => [
+          String(n),
+          ...curves.flatMap((k) => {
+            const s = (k.stepsToTarget ?? []).find((q) => q.n === n);
+            return s ? [`${s.reached}/${s.runs}`, ci(s.steps, fixed(0))] : [DASH, DASH];
+          }),
+        ]),
+        [true, ...curves.flatMap(() => [true, true])],
+      )
+      : note("No steps-to-target records.");
+    targets = `<h4>Samples to target (${escapeHtml(c.metricName)} ${direction} ${c.target})</h4>
+<p class="about">Per seed, the smallest n whose final test ${
+      escapeHtml(c.metricName)
+    } reached the target; the geometric mean over the seeds that reached it.</p>
+${samples}
+<h4>Steps to target, per n</h4>
+<p class="about">Per run, the first evaluation that reached the target; the mean over the runs that did.</p>
+${steps}`;
+  }
+
+  const paired = c.paired ?? [];
+  const pairedTable = paired.length > 0
+    ? table(
+      ["n", `sigmoid − softmax [${level}]`, "excludes 0", "reading"],
+      paired.map((p) => [
+        String(p.n),
+        ci(p.difference, signed(fixed(3))),
+        excludesZero(p.difference) ? "yes" : "no",
+        verdict(p.difference, c.higherIsBetter),
+      ]),
+      [true, true, false, false],
+    )
+    : note("No paired runs: no n has both activations on the same seed.");
+
+  return `<section class="cell" id="task-${escapeHtml(slug(c.cell))}">
+<h3>${escapeHtml(c.task)} <span class="muted">(cell ${escapeHtml(c.cell)}; ${
+    escapeHtml(c.metricName)
+  }, ${c.higherIsBetter ? "higher" : "lower"} is better)</span></h3>
+${chart}
+${targets}
+<h4>Paired difference of the test ${escapeHtml(c.metricName)}, sigmoid − softmax</h4>
+${pairedTable}
+</section>`;
+}
+
+function taskSection(
+  cells: TaskAnalysis[],
+  seeds: number[],
+  id: (base: string) => string,
+  specs: ChartSpec[],
+): string {
+  const body = cells.length > 0
+    ? cells.map((c) => taskCell(c, seeds, id, specs)).join("\n")
+    : note("No task cells in this analysis.");
+  return `<section id="tasks">
+<h2>Tasks</h2>
+<p class="about">The final test metric against the training-set size n (log₂ axis), mean over seeds with its ` +
+    `bootstrap interval (shaded); dashed: the target, dotted: chance. Paired differences compare the two ` +
+    `activations on the same seeds.</p>
+${body}
+</section>`;
+}
+
+// ---------------------------------------------------------------------------
+// The page
+
+/** The page's own script: draws every chart spec, notes the failures, sets `__sigmaxCharts`. */
+const PAGE_SCRIPT = String.raw`(function () {
+  "use strict";
+  var drawn = 0;
+  function fmt(format, v) {
+    if (v === null || v === undefined || !isFinite(v)) return "\u2014";
+    if (format === "fixed") return v.toFixed(3);
+    var a = Math.abs(v);
+    return a >= 0.01 && a < 100 ? v.toFixed(3) : v === 0 ? "0" : v.toExponential(2);
+  }
+  function fmtN(n) {
+    return n >= 1024 && n % 1024 === 0 ? n / 1024 + "K" : String(n);
+  }
+  function replaceWithNote(canvas, text) {
+    var p = document.createElement("p");
+    p.className = "note chart-error";
+    p.textContent = text;
+    var box = canvas.parentNode;
+    box.parentNode.replaceChild(p, box);
+  }
+  function config(spec) {
+    var lo = Infinity, hi = -Infinity, ylo = Infinity, yhi = -Infinity;
+    function seeY(v) {
+      if (v === null || !isFinite(v)) return;
+      if (v < ylo) ylo = v;
+      if (v > yhi) yhi = v;
+    }
+    spec.series.forEach(function (s) {
+      s.points.forEach(function (p) {
+        var x = Math.log2(p.n);
+        if (x < lo) lo = x;
+        if (x > hi) hi = x;
+        seeY(p.y);
+        seeY(p.low);
+        seeY(p.high);
+      });
+    });
+    if (lo === hi) { lo -= 0.5; hi += 0.5; }
+    var pad = 0.04 * (hi - lo);
+    var datasets = [];
+    spec.series.forEach(function (s) {
+      function at(key) {
+        return s.points.map(function (p) { return { x: Math.log2(p.n), y: p[key], n: p.n }; });
+      }
+      // The band: the low bounds, then the high bounds filled down to them.
+      datasets.push({
+        label: s.label + " low", band: true, data: at("low"),
+        borderWidth: 0, pointRadius: 0, pointHitRadius: 0, fill: false, tension: 0,
+        borderColor: s.band, backgroundColor: s.band
+      });
+      datasets.push({
+        label: s.label + " high", band: true, data: at("high"),
+        borderWidth: 0, pointRadius: 0, pointHitRadius: 0, fill: "-1", tension: 0,
+        borderColor: s.band, backgroundColor: s.band
+      });
+      datasets.push({
+        label: s.label,
+        data: s.points.map(function (p) {
+          return { x: Math.log2(p.n), y: p.y, n: p.n, low: p.low, high: p.high };
+        }),
+        borderColor: s.color, backgroundColor: s.color, pointBackgroundColor: s.color,
+        borderWidth: 2, pointRadius: 3, fill: false, tension: 0
+      });
+    });
+    spec.lines.forEach(function (l) {
+      if (spec.yLog && !(l.y > 0)) return;
+      seeY(l.y);
+      datasets.push({
+        label: l.label, line: true, pointStyle: "line",
+        data: [{ x: lo - pad, y: l.y }, { x: hi + pad, y: l.y }],
+        borderColor: l.color, backgroundColor: l.color, borderDash: l.dash,
+        borderWidth: 1.5, pointRadius: 0, pointHitRadius: 0, fill: false
+      });
+    });
+    var y = { type: spec.yLog ? "logarithmic" : "linear", title: { display: true, text: spec.yTitle } };
+    if (spec.yLog && ylo < Infinity) {
+      y.min = Math.pow(10, Math.floor(Math.log10(ylo)));
+      y.max = Math.pow(10, Math.ceil(Math.log10(yhi)));
+      if (y.min === y.max) y.max = y.min * 10;
+      // Label 1, 2 and 5 of each decade only.
+      y.ticks = {
+        autoSkip: false,
+        callback: function (v) {
+          var m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9)), r = Math.round(m);
+          return Math.abs(m - r) < 1e-6 && (r === 1 || r === 2 || r === 5) ? String(Number(v.toPrecision(3))) : "";
+        }
+      };
+    } else if (ylo < Infinity) {
+      var span = yhi - ylo || Math.abs(yhi) || 1;
+      y.suggestedMin = ylo - 0.05 * span;
+      y.suggestedMax = yhi + 0.05 * span;
+    }
+    return {
+      type: "line",
+      data: { datasets: datasets },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: { mode: "nearest", intersect: false },
+        scales: {
+          x: {
+            type: "linear",
+            min: lo - pad,
+            max: hi + pad,
+            title: { display: true, text: "n, training sequences (log\u2082 scale)" },
+            ticks: {
+              stepSize: 1,
+              includeBounds: false,
+              callback: function (v) { return Number.isInteger(v) ? fmtN(Math.pow(2, v)) : ""; }
+            }
+          },
+          y: y
+        },
+        plugins: {
+          title: { display: true, text: spec.title },
+          legend: {
+            position: "bottom",
+            labels: {
+              boxWidth: 24,
+              boxHeight: 8,
+              usePointStyle: true,
+              filter: function (item, data) { return !data.datasets[item.datasetIndex].band; }
+            }
+          },
+          tooltip: {
+            filter: function (item) {
+              return !item.dataset.band && !item.dataset.line;
+            },
+            callbacks: {
+              title: function (items) {
+                return items.length && items[0].raw.n ? "n = " + items[0].raw.n : "";
+              },
+              label: function (item) {
+                var r = item.raw;
+                return item.dataset.label + ": " + fmt(spec.format, r.y) +
+                  " [" + fmt(spec.format, r.low) + ", " + fmt(spec.format, r.high) + "]";
+              }
+            }
+          }
+        }
+      }
+    };
+  }
+  try {
+    var specs = JSON.parse(document.getElementById("sigmax-charts").textContent);
+    if (typeof Chart !== "function") throw new Error("Chart.js is missing from the page");
+    specs.forEach(function (spec) {
+      var canvas = document.getElementById(spec.id);
+      if (!canvas) {
+        console.error("sigmax study: no canvas for " + spec.id);
+        return;
+      }
+      try {
+        new Chart(canvas, config(spec));
+        drawn++;
+      } catch (err) {
+        replaceWithNote(canvas, "This chart could not be drawn: " + (err && err.message));
+        console.error("sigmax study: chart " + spec.id + ": " + (err && err.message));
+      }
+    });
+  } catch (err) {
+    var banner = document.getElementById("page-error");
+    banner.textContent = "The charts could not be drawn: " + (err && err.message);
+    banner.hidden = false;
+    console.error("sigmax study: " + (err && err.message));
+  }
+  window.__sigmaxCharts = drawn;
+})();`;
+
+const STYLE = `
+  body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px; padding: 0 20px 40px; color: #222; }
+  h1 { font-size: 22px; margin: 20px 0 6px; }
+  h2 { font-size: 18px; margin: 28px 0 4px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+  h3 { font-size: 16px; margin: 22px 0 4px; }
+  h4 { font-size: 14px; margin: 14px 0 2px; }
+  dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
+  dl.meta dt { color: #666; }
+  dl.meta dd { margin: 0; }
+  nav a { margin-right: 12px; }
+  .about { color: #555; margin: 4px 0 10px; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 14px; }
+  .chart { position: relative; height: 320px; border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 0; }
+  .note { color: #8a5a00; background: #fff8e6; border: 1px solid #f0dca0; border-radius: 4px; padding: 6px 10px; margin: 4px 0; }
+  #page-error { color: #a00; background: #fee; border: 1px solid #e99; padding: 8px; }
+  table { border-collapse: collapse; margin: 8px 0; }
+  th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  th { background: #f6f6f6; }
+  .muted { color: #888; font-weight: normal; }
+`;
+
+/**
+ * The study's page: one self-contained HTML document (Chart.js inlined: the
+ * UMD build of `npm:chart.js@4.6.1`, or `options.chartJs` when given, its
+ * source text), the analysis embedded as JSON and no external URL, so it
+ * opens offline. See the module documentation for what it shows.
+ */
+export async function studyHtml(
+  analysis: StudyAnalysis,
+  options: { chartJs?: string } = {},
+): Promise<string> {
+  const chartJs = options.chartJs ?? await loadChartJs();
+  if (/<\/script/i.test(chartJs) || /<!--/.test(chartJs)) {
+    throw new Error("the Chart.js source contains </script or <!-- and cannot be inlined");
+  }
+  const a = analysis;
+  const teacher = a.teacher ?? [];
+  const tasks = a.tasks ?? [];
+  const seeds = a.seeds ?? [];
+  const specs: ChartSpec[] = [];
+  const id = idMaker();
+  const teacherHtml = teacherSection(teacher, id, specs);
+  const taskHtml = taskSection(tasks, seeds, id, specs);
+  const minutes = finite(a.trainingSeconds)
+    ? `${(a.trainingSeconds / 60).toFixed(1)} minutes`
+    : DASH;
+  const meta: [string, string][] = [
+    ["preset", escapeHtml(String(a.preset))],
+    ["runs", escapeHtml(String(a.runs))],
+    ["seeds", escapeHtml(seeds.join(", ") || DASH)],
+    ["training", `${escapeHtml(minutes)} (all runs together)`],
+    ["adapter", escapeHtml(a.adapter || "(unknown)")],
+    ["date", escapeHtml(String(a.date))],
+  ];
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sigmax study ${escapeHtml(String(a.preset))} — ${escapeHtml(String(a.adapter))}</title>
+<link rel="icon" href="data:,">
+<style>${STYLE}</style>
+<!-- Chart.js ${CHART_JS_VERSION} (MIT License), inlined so that the page opens offline. -->
+<script>
+${chartJs}
+</script>
+</head>
+<body>
+<h1>sigmax sample-efficiency study: softmax vs sigmoid attention</h1>
+<p id="page-error" hidden></p>
+<dl class="meta">
+${meta.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("\n")}
+</dl>
+<nav>
+<a href="#teacher">Teacher–student</a>
+<a href="#tasks">Tasks</a>
+</nav>
+${teacherHtml}
+${taskHtml}
+<script type="application/json" id="sigmax-study">${scriptJson(a)}</script>
+<script type="application/json" id="sigmax-charts">${scriptJson(specs)}</script>
+<script>
+${PAGE_SCRIPT}
+</script>
+</body>
+</html>
+`;
+}

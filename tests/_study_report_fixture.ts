@@ -1,0 +1,158 @@
+/**
+ * TEST DATA for the study report tests: synthetic finished runs of the `tiny`
+ * preset's grid, analysed by the real study/analyze.ts. Every number here is
+ * made up by a formula below; none was trained or measured, and the adapter
+ * says so ("TEST DATA"), which the page shows in its header.
+ */
+
+import { analyzeStudy, type StudyAnalysis } from "../study/analyze.ts";
+import { type RunSpec, STUDY_PRESETS, studyGrid } from "../study/grid.ts";
+import type { RunRecord } from "../study/runner.ts";
+import type { EvalRecord, TrainResult } from "../training/trainer.ts";
+import type { ModelConfig } from "../training/model.ts";
+
+/** The adapter every fixture run claims: it labels the page as test data. */
+export const TEST_ADAPTER = "TEST DATA (synthetic runs, nothing measured)";
+
+/** A small deterministic wobble in [1 − amp, 1 + amp] per (seed, n, activation). */
+function wobble(spec: RunSpec, amp: number, salt = 0): number {
+  const k = spec.seed * 7.31 + Math.log2(spec.n) * 1.7 + (spec.attention === "sigmoid" ? 3.1 : 0) +
+    salt;
+  return 1 + amp * Math.sin(k);
+}
+
+function evalsOf(steps: number, every: number, final: number, start: number): EvalRecord[] {
+  const out: EvalRecord[] = [];
+  for (let step = 0; step <= steps; step += every) {
+    const f = steps === 0 ? 1 : step / steps;
+    out.push({ step, loss: 1 - 0.5 * f, metric: start + (final - start) * Math.sqrt(f) });
+  }
+  out[out.length - 1].metric = final;
+  return out;
+}
+
+/** A plausible TrainResult for one run of the grid. */
+export function fakeResult(spec: RunSpec): TrainResult {
+  const steps = spec.config.steps ?? 100;
+  const every = spec.config.evalEvery ?? 10;
+  const sig = spec.attention === "sigmoid";
+  let evals: EvalRecord[];
+  let metricName: string;
+  let higherIsBetter: boolean;
+  let chance: number;
+  let model: ModelConfig;
+  if (spec.config.task === "teacher") {
+    metricName = "function error";
+    higherIsBetter = false;
+    chance = 2.5;
+    // Power laws in n, the sigmoid student a little faster.
+    const fe = 2 * spec.n ** (sig ? -0.55 : -0.45) * wobble(spec, 0.03);
+    evals = evalsOf(steps, every, fe, chance);
+    const last = evals[evals.length - 1];
+    last.parameterErrors = {
+      gating: 1.5 * spec.n ** (sig ? -0.5 : -0.4) * wobble(spec, 0.04, 1),
+      value: 0.8 * spec.n ** (sig ? -0.48 : -0.42) * wobble(spec, 0.04, 2),
+      voronoi: 0.5 * spec.n ** -0.3 * wobble(spec, 0.03, 3),
+    };
+    model = {
+      arch: "attention",
+      input: { kind: "vectors", dim: 8 },
+      output: { kind: "regression", dim: 8 },
+      seqLen: 8,
+      width: 8,
+      heads: 1,
+      layers: 1,
+      mlpRatio: 4,
+      attention: spec.attention,
+      causal: false,
+      qkNorm: false,
+      positions: false,
+      expert: "linear",
+      headDim: 4,
+    };
+  } else {
+    metricName = "accuracy";
+    higherIsBetter = true;
+    chance = 0.3;
+    // Accuracy grows with log n; at n = 16 some seeds reach the target 0.5, some do not.
+    const acc = Math.min(
+      0.98,
+      (0.14 + 0.085 * Math.log2(spec.n) + (sig ? 0.04 : 0)) * wobble(spec, 0.08),
+    );
+    evals = evalsOf(steps, every, acc, chance);
+    model = {
+      arch: "transformer",
+      input: { kind: "tokens", vocab: 4 },
+      output: { kind: "token-class", classes: 4 },
+      seqLen: 8,
+      width: 8,
+      heads: 2,
+      layers: 1,
+      mlpRatio: 4,
+      attention: spec.attention,
+      causal: false,
+      qkNorm: false,
+      positions: true,
+      expert: "linear",
+      headDim: 4,
+    };
+  }
+  const final = evals[evals.length - 1];
+  const best = evals.reduce((
+    b,
+    e,
+  ) => ((higherIsBetter ? e.metric > b.metric : e.metric < b.metric) ? e : b));
+  return {
+    task: spec.config.task,
+    attention: spec.attention,
+    n: spec.n,
+    seed: spec.seed,
+    metricName,
+    higherIsBetter,
+    chance,
+    model,
+    parameterCount: 1234,
+    steps,
+    stopReason: "steps",
+    losses: Array.from({ length: steps }, (_, i) => 1 - 0.5 * i / steps),
+    gradNorms: Array.from({ length: steps }, () => 1),
+    evals,
+    final,
+    best,
+    tokensPerSecond: 1000,
+    seconds: 1.5 + spec.n / 64,
+    adapter: TEST_ADAPTER,
+  };
+}
+
+/** Which part of the tiny preset the fixture analyses. */
+export interface StudyFixtureOptions {
+  /** Only these cells (names or tasks), as `studyGrid`'s filter. Default: all. */
+  cells?: string[];
+  /**
+   * Drop the task cells' targets, giving what analyzeStudy gives for a cell
+   * without one (no samples- or steps-to-target). Default false.
+   */
+  noTarget?: boolean;
+}
+
+/** TEST DATA: a StudyAnalysis of synthetic runs of the tiny preset, through the real analysis. */
+export function fixtureStudy(options: StudyFixtureOptions = {}): StudyAnalysis {
+  const grid = studyGrid(STUDY_PRESETS.tiny, options.cells);
+  const records: RunRecord[] = grid.map((spec) => ({ spec, result: fakeResult(spec) }));
+  const analysis = analyzeStudy("tiny", grid, records);
+  analysis.date = "2025-01-01T00:00:00.000Z (TEST DATA)";
+  if (options.noTarget) {
+    analysis.tasks = analysis.tasks.map((t) => ({
+      ...t,
+      target: undefined,
+      curves: t.curves.map((k) => ({
+        ...k,
+        samplesToTarget: k.samplesToTarget.map(() => null),
+        samplesToTargetMean: undefined,
+        stepsToTarget: k.stepsToTarget.map((s) => ({ n: s.n, reached: 0, runs: s.runs })),
+      })),
+    }));
+  }
+  return analysis;
+}

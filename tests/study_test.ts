@@ -1,0 +1,137 @@
+/**
+ * The study runner: the grid and its shards, and a sweep killed mid-run then
+ * re-run: no run lost, none done twice, the interrupted one resumed.
+ */
+
+import assert from "node:assert/strict";
+import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../study/grid.ts";
+import { readRuns } from "../study/runner.ts";
+
+Deno.test("the grid pairs both activations on every (cell, n, seed), with unique stable ids", () => {
+  const grid = studyGrid(STUDY_PRESETS.quick);
+  const q = STUDY_PRESETS.quick;
+  const expected = q.cells.reduce((sum, c) => sum + c.ns.length, 0) * q.seeds.length * 2;
+  assert.equal(grid.length, expected);
+  assert.equal(new Set(grid.map((r) => r.id)).size, grid.length);
+  for (const run of grid.filter((r) => r.attention === "softmax")) {
+    const twin = grid.find((r) =>
+      r.attention === "sigmoid" && r.cell === run.cell && r.n === run.n && r.seed === run.seed
+    );
+    assert.ok(twin, `${run.id} has no sigmoid twin`);
+    assert.deepEqual({ ...twin.config, attention: "softmax" }, run.config);
+  }
+  assert.deepEqual(studyGrid(STUDY_PRESETS.quick).map((r) => r.id), grid.map((r) => r.id));
+  assert.ok(studyGrid(q, ["count"]).every((r) => r.cell === "count"));
+  assert.throws(() => studyGrid(q, ["nope"]), /no cell or task "nope"/);
+});
+
+Deno.test("shards cover the grid exactly once", () => {
+  const grid = studyGrid(STUDY_PRESETS.quick);
+  for (const count of [1, 2, 3, 7]) {
+    const seen = new Map<string, number>();
+    for (let index = 1; index <= count; index++) {
+      for (const run of shardOf(grid, { index, count })) {
+        seen.set(run.id, (seen.get(run.id) ?? 0) + 1);
+      }
+    }
+    assert.equal(seen.size, grid.length);
+    assert.ok([...seen.values()].every((k) => k === 1));
+  }
+  assert.deepEqual(parseShard("2/4"), { index: 2, count: 4 });
+  for (const bad of ["0/2", "3/2", "1", "a/b", "1/0"]) {
+    assert.throws(() => parseShard(bad), /--shard must be i\/n/);
+  }
+});
+
+/** Runs `deno run study/cli.ts` with `args`. */
+function study(args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-env", "--allow-read", "--allow-write", "study/cli.ts", ...args],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function listCheckpoints(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${dir}/checkpoints`)) {
+      if (e.name.endsWith(".ckpt")) out.push(e.name.replace(/\.ckpt$/, ""));
+    }
+  } catch {
+    // not created yet
+  }
+  return out;
+}
+
+Deno.test("a study killed mid-run and re-run loses no run, repeats none, and resumes the interrupted one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-study-" });
+  try {
+    const base = ["--preset", "tiny", "--out", dir, "--checkpoint-every", "5", "--quiet"];
+    // Shard 1 of 2, killed as soon as a run has a checkpoint on disk.
+    const first = study([...base, "--shard", "1/2"]);
+    let interrupted: string[] = [];
+    for (let i = 0; i < 3000 && interrupted.length === 0; i++) {
+      interrupted = await listCheckpoints(dir);
+      if (interrupted.length === 0) await new Promise((r) => setTimeout(r, 10));
+    }
+    first.kill("SIGKILL");
+    await first.status;
+    await first.stderr.cancel();
+    interrupted = await listCheckpoints(dir);
+    assert.ok(interrupted.length > 0, "the kill came after the run finished; no checkpoint left");
+
+    // Shard 1 again (resumes, then finishes), then shard 2 (which also analyses: all runs present).
+    for (const shard of ["1/2", "2/2"]) {
+      const child = study([...base, "--shard", shard]);
+      const { code } = await child.status;
+      const err = new TextDecoder().decode(
+        (await new Response(child.stderr).arrayBuffer()) as ArrayBuffer,
+      );
+      assert.equal(code, 0, err);
+    }
+    const grid = studyGrid(STUDY_PRESETS.tiny);
+    const runs = await readRuns(dir);
+    assert.deepEqual(runs.map((r) => r.spec.id), grid.map((r) => r.id));
+    const events = (await Deno.readTextFile(`${dir}/events.jsonl`)).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    for (const run of grid) {
+      const done = events.filter((e) => e.run === run.id && e.event === "done");
+      assert.equal(done.length, 1, `${run.id} finished ${done.length} times`);
+    }
+    for (const id of interrupted) {
+      assert.ok(events.some((e) => e.run === id && e.event === "resume"), `${id} was not resumed`);
+    }
+    assert.deepEqual(await listCheckpoints(dir), []);
+    for (const file of ["study.json", "study.md", "study.html"]) {
+      assert.ok((await Deno.stat(`${dir}/${file}`)).size > 0, `${file} is missing`);
+    }
+    const analysis = JSON.parse(await Deno.readTextFile(`${dir}/study.json`));
+    assert.equal(analysis.runs, grid.length);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("study rejects bad options with exit code 2", async () => {
+  for (
+    const [args, message] of [
+      [["--preset", "huge"], /--preset must be quick, full or tiny/],
+      [["--preset", "tiny", "--shard", "3/2"], /--shard must be i\/n/],
+      [["--preset", "tiny", "--task", "nope"], /no cell or task "nope"/],
+      [
+        ["--preset", "tiny", "--checkpoint-every", "0"],
+        /--checkpoint-every must be a positive integer/,
+      ],
+    ] as const
+  ) {
+    const child = study([...args]);
+    const { code } = await child.status;
+    const err = new TextDecoder().decode(
+      (await new Response(child.stderr).arrayBuffer()) as ArrayBuffer,
+    );
+    assert.equal(code, 2, `${args.join(" ")}: ${err}`);
+    assert.match(err, message);
+  }
+});
