@@ -27,6 +27,7 @@ import type {
   SweepResults,
   TrainingStepRecord,
 } from "./results.ts";
+import { drawChartsScript, pageStyle } from "./page.ts";
 
 /** The Chart.js release the page inlines (`npm:chart.js@4.6.1`, its UMD build). */
 export const CHART_JS_VERSION = "4.6.1";
@@ -560,7 +561,6 @@ export function loadChartJs(): Promise<string> {
 /** The page's own script: draws every chart spec, notes the failures, sets `__sigmaxCharts`. */
 const PAGE_SCRIPT = String.raw`(function () {
   "use strict";
-  var drawn = 0;
   function fmtSeq(n) {
     return n >= 1024 && n % 1024 === 0 ? n / 1024 + "K" : String(n);
   }
@@ -677,51 +677,9 @@ const PAGE_SCRIPT = String.raw`(function () {
       plugins: spec.one ? [oneLine] : []
     };
   }
-  try {
-    var specs = JSON.parse(document.getElementById("sigmax-charts").textContent);
-    if (typeof Chart !== "function") throw new Error("Chart.js is missing from the page");
-    specs.forEach(function (spec) {
-      var canvas = document.getElementById(spec.id);
-      if (!canvas) {
-        console.error("sigmax report: no canvas for " + spec.id);
-        return;
-      }
-      try {
-        new Chart(canvas, config(spec));
-        drawn++;
-      } catch (err) {
-        replaceWithNote(canvas, "This chart could not be drawn: " + (err && err.message));
-        console.error("sigmax report: chart " + spec.id + ": " + (err && err.message));
-      }
-    });
-  } catch (err) {
-    var banner = document.getElementById("page-error");
-    banner.textContent = "The charts could not be drawn: " + (err && err.message);
-    banner.hidden = false;
-    console.error("sigmax report: " + (err && err.message));
-  }
-  window.__sigmaxCharts = drawn;
-})();`;
+` + drawChartsScript("sigmax report");
 
-const STYLE = `
-  body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px; padding: 0 20px 40px; color: #222; }
-  h1 { font-size: 22px; margin: 20px 0 6px; }
-  h2 { font-size: 18px; margin: 28px 0 4px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-  dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
-  dl.meta dt { color: #666; }
-  dl.meta dd { margin: 0; }
-  nav a { margin-right: 12px; }
-  .about { color: #555; margin: 4px 0 10px; }
-  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 14px; }
-  .chart { position: relative; height: 300px; border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 0; }
-  .note { color: #8a5a00; background: #fff8e6; border: 1px solid #f0dca0; border-radius: 4px; padding: 6px 10px; margin: 4px 0; }
-  #page-error { color: #a00; background: #fee; border: 1px solid #e99; padding: 8px; }
-  table { border-collapse: collapse; margin: 8px 0; }
-  th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  th { background: #f6f6f6; }
-  .muted { color: #888; }
-`;
+const STYLE = pageStyle(300);
 
 function table(headers: string[], rows: string[][], numeric: boolean[]): string {
   const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");

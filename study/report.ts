@@ -30,6 +30,7 @@
 import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis, TeacherCurve } from "./analyze.ts";
 import type { Interval } from "./stats.ts";
 import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "../bench/report.ts";
+import { drawChartsScript, pageStyle } from "../bench/page.ts";
 
 export { studyMarkdown } from "./markdown.ts";
 
@@ -434,7 +435,6 @@ ${body}
 /** The page's own script: draws every chart spec, notes the failures, sets `__sigmaxCharts`. */
 const PAGE_SCRIPT = String.raw`(function () {
   "use strict";
-  var drawn = 0;
   function fmt(format, v) {
     if (v === null || v === undefined || !isFinite(v)) return "\u2014";
     if (format === "fixed") return v.toFixed(3);
@@ -575,53 +575,9 @@ const PAGE_SCRIPT = String.raw`(function () {
       }
     };
   }
-  try {
-    var specs = JSON.parse(document.getElementById("sigmax-charts").textContent);
-    if (typeof Chart !== "function") throw new Error("Chart.js is missing from the page");
-    specs.forEach(function (spec) {
-      var canvas = document.getElementById(spec.id);
-      if (!canvas) {
-        console.error("sigmax study: no canvas for " + spec.id);
-        return;
-      }
-      try {
-        new Chart(canvas, config(spec));
-        drawn++;
-      } catch (err) {
-        replaceWithNote(canvas, "This chart could not be drawn: " + (err && err.message));
-        console.error("sigmax study: chart " + spec.id + ": " + (err && err.message));
-      }
-    });
-  } catch (err) {
-    var banner = document.getElementById("page-error");
-    banner.textContent = "The charts could not be drawn: " + (err && err.message);
-    banner.hidden = false;
-    console.error("sigmax study: " + (err && err.message));
-  }
-  window.__sigmaxCharts = drawn;
-})();`;
+` + drawChartsScript("sigmax study");
 
-const STYLE = `
-  body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1500px; padding: 0 20px 40px; color: #222; }
-  h1 { font-size: 22px; margin: 20px 0 6px; }
-  h2 { font-size: 18px; margin: 28px 0 4px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
-  h3 { font-size: 16px; margin: 22px 0 4px; }
-  h4 { font-size: 14px; margin: 14px 0 2px; }
-  dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
-  dl.meta dt { color: #666; }
-  dl.meta dd { margin: 0; }
-  nav a { margin-right: 12px; }
-  .about { color: #555; margin: 4px 0 10px; }
-  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(440px, 1fr)); gap: 14px; }
-  .chart { position: relative; height: 320px; border: 1px solid #eee; border-radius: 4px; padding: 4px; margin: 0; }
-  .note { color: #8a5a00; background: #fff8e6; border: 1px solid #f0dca0; border-radius: 4px; padding: 6px 10px; margin: 4px 0; }
-  #page-error { color: #a00; background: #fee; border: 1px solid #e99; padding: 8px; }
-  table { border-collapse: collapse; margin: 8px 0; }
-  th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  th { background: #f6f6f6; }
-  .muted { color: #888; font-weight: normal; }
-`;
+const STYLE = pageStyle(320);
 
 /**
  * The study's page: one self-contained HTML document (Chart.js inlined: the
