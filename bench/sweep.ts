@@ -28,6 +28,7 @@ import {
   getDevice,
 } from "../mod.ts";
 import {
+  createStorageBuffer,
   isSoftwareDevice,
   measureSubmit,
   pickClock,
@@ -35,7 +36,7 @@ import {
   summarize,
 } from "../kernels/device.ts";
 import { MatmulPlan } from "../kernels/matmul.ts";
-import { createStorageBuffer } from "../kernels/device.ts";
+import { formatSeconds } from "../training/format.ts";
 import { prepareTrainingStep } from "../training/trainer.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
@@ -540,10 +541,9 @@ class Eta {
   constructor(readonly total: number) {}
   tick(): string {
     this.#done++;
-    const s = (performance.now() - this.#start) / 1000 / this.#done * (this.total - this.#done);
-    return s < 60
-      ? `${s.toFixed(0)}s`
-      : `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+    return formatSeconds(
+      (performance.now() - this.#start) / 1000 / this.#done * (this.total - this.#done),
+    );
   }
 }
 

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { formatSeconds } from "../training/format.ts";
 import { train, type TrainResult } from "../training/trainer.ts";
 import type { RunSpec } from "./grid.ts";
 
@@ -157,10 +158,4 @@ export async function readRuns(dir: string): Promise<RunRecord[]> {
 
 function formatMetric(x: number): string {
   return Math.abs(x) >= 0.01 && Math.abs(x) < 1000 ? x.toFixed(4) : x.toExponential(3);
-}
-
-function formatSeconds(s: number): string {
-  if (s < 60) return `${s.toFixed(0)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, "0")}m`;
 }

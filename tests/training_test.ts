@@ -12,6 +12,7 @@ import {
   train,
 } from "../training/trainer.ts";
 import { loadCheckpoint } from "../training/checkpoint.ts";
+import { formatSeconds } from "../training/format.ts";
 import { adamWReference } from "../kernels/adamw.ts";
 import { getDevice, readFloat32 } from "../kernels/device.ts";
 import { Model, resolveModelConfig } from "../training/model.ts";
@@ -219,4 +220,12 @@ Deno.test("a step's global gradient norm, clipping and AdamW (decay on matrices 
     graph.destroy();
     model.destroy();
   }
+});
+
+Deno.test("durations print as seconds, minutes or hours, never as 60 seconds", () => {
+  assert.equal(formatSeconds(42.4), "42s");
+  assert.equal(formatSeconds(119.6), "2m00s");
+  assert.equal(formatSeconds(187), "3m07s");
+  assert.equal(formatSeconds(7500), "2h05m");
+  assert.equal(formatSeconds(NaN), "?");
 });

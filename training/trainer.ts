@@ -33,6 +33,7 @@ import {
   outputWidth,
   resolveModelConfig,
 } from "./model.ts";
+import { formatSeconds } from "./format.ts";
 import { Rng } from "./rng.ts";
 import { createTask, TASK_NAMES, type TaskName } from "./tasks/index.ts";
 import type { Batch, Task } from "./tasks/task.ts";
@@ -890,13 +891,6 @@ class Progress {
     const text = this.#tty ? `\r${line}\x1b[K` : `${line}\n`;
     Deno.stderr.writeSync(new TextEncoder().encode(text));
   }
-}
-
-function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  if (s < 60) return `${s.toFixed(0)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.round((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
 function formatRate(r: number): string {
