@@ -11,12 +11,18 @@ import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
 import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "./kernels/attention_fused_backward.ts";
 import { trainMain } from "./training/cli.ts";
+import { benchMain } from "./bench/main.ts";
+import { reportMain } from "./bench/report.ts";
+import { studyMain } from "./bench/study_cli.ts";
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
 usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
        deno run -A cli.ts doctor         show the WebGPU adapter and its limits
-       deno task train --task NAME [options]  (= deno run -A cli.ts train …; --help for more)
+       deno task train --task NAME [options]   train one model (cli.ts train; --help for more)
+       deno task bench [-- --preset quick|full] deno bench, or the throughput sweep (cli.ts bench)
+       deno task report -- RESULTS.json         the sweep's HTML report (cli.ts report)
+       deno task study -- --preset quick|full   the sample-efficiency study (cli.ts study)
        deno run -A cli.ts model [--gpu]  the operation-count model of the kernels, forward
                                          and backward (software-adapter costs, or GPU
                                          costs with --gpu)
@@ -54,7 +60,11 @@ function positiveInt(name: string, text: string, max = Infinity): number {
 }
 
 async function main(args: string[]): Promise<number> {
+  // Commands with options of their own parse them themselves.
   if (args[0] === "train") return await trainMain(args.slice(1));
+  if (args[0] === "bench") return await benchMain(args.slice(1));
+  if (args[0] === "report") return await reportMain(args.slice(1));
+  if (args[0] === "study") return await studyMain(args.slice(1));
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -111,7 +121,9 @@ async function main(args: string[]): Promise<number> {
       return 0;
     }
     default:
-      throw new UsageError(`unknown command "${command}" (try demo, train, doctor or model)`);
+      throw new UsageError(
+        `unknown command "${command}" (try demo, train, bench, report, study, doctor or model)`,
+      );
   }
 }
 

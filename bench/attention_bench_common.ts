@@ -116,7 +116,7 @@ export async function benchTfjsGroups(
   groups: ShapeGroup[],
 ): Promise<{ byGroup: Map<ShapeGroup, TfjsSamples>; error?: string }> {
   const byGroup = new Map<ShapeGroup, TfjsSamples>();
-  const { loadTfjs, timeTfjsAttention } = await import("./tfjs.ts");
+  const { loadTfjs, timeTfjsAttention } = await import("./peers/tfjs.ts");
   const handle = await loadTfjs();
   if ("error" in handle) return { byGroup, error: handle.error };
   for (const g of groups) {

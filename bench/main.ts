@@ -19,7 +19,8 @@ const USAGE =
                 make the report with: deno task report -- FILE
 -h, --help      this help`;
 
-async function main(args: string[]): Promise<number> {
+/** Runs `deno task bench` (the `bench` command of cli.ts); returns the exit code. */
+export async function benchMain(args: string[]): Promise<number> {
   if (!args.some((a) => a === "--preset" || a.startsWith("--preset="))) {
     if (args.includes("--help") || args.includes("-h")) {
       console.log(USAGE);
@@ -66,5 +67,3 @@ async function main(args: string[]): Promise<number> {
   );
   return 0;
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args.filter((a) => a !== "--")));

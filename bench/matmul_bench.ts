@@ -10,7 +10,7 @@
 
 import { createStorageBuffer, getDevice, measureSubmit, summarize } from "../kernels/device.ts";
 import { MatmulPlan } from "../kernels/matmul.ts";
-import { loadTfjs, timeTfjsMatmul } from "./tfjs.ts";
+import { loadTfjs, timeTfjsMatmul } from "./peers/tfjs.ts";
 
 const SIZES = [256, 512, 1024];
 const device = await getDevice();

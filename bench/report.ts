@@ -1172,7 +1172,8 @@ RESULTS.json     the sweep's results document
 Exit status: 0 done; 2 bad arguments, or a results file that is missing,
 unreadable or not a valid results document; 1 the report could not be written.`;
 
-async function main(args: string[]): Promise<number> {
+/** Runs `deno task report` (the `report` command of cli.ts); returns the exit code. */
+export async function reportMain(args: string[]): Promise<number> {
   let values: { out?: string; markdown?: string; help?: boolean };
   let positionals: string[];
   try {
@@ -1240,5 +1241,3 @@ async function main(args: string[]): Promise<number> {
   }
   return 0;
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args.filter((a) => a !== "--")));

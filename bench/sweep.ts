@@ -135,7 +135,7 @@ export interface SweepOptions {
 const TFJS_K_TRANSPOSE = "explicit";
 
 /** TF.js's timing functions, loaded on demand (TF.js is heavy and optional). */
-type Tfjs = typeof import("./tfjs.ts");
+type Tfjs = typeof import("./peers/tfjs.ts");
 
 const ACTIVATIONS = ["softmax", "sigmoid"] as const;
 
@@ -171,7 +171,7 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
   let tfjs: { mod: Tfjs; handle: unknown } | undefined;
   if (preset.implementations.includes("tfjs")) {
     try {
-      const mod: Tfjs = await import("./tfjs.ts");
+      const mod: Tfjs = await import("./peers/tfjs.ts");
       const handle = await mod.loadTfjs();
       if ("error" in (handle as object)) {
         log(`tfjs: not available: ${(handle as { error: string }).error}`);

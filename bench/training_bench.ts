@@ -2,7 +2,7 @@
  * `deno bench bench/training_bench.ts`: one full training step (upload,
  * forward, loss, backward, grad norm, AdamW) of the default transformer on
  * two tasks, softmax attention (baseline) against sigmoid, and on mqar the
- * same model written in TF.js on its WebGPU backend (bench/tfjs.ts; same
+ * same model written in TF.js on its WebGPU backend (bench/peers/tfjs.ts; same
  * device, same shapes). Each timed iteration queues
  * {@linkcode STEPS_PER_ITERATION} steps back to back, as the trainer does, and
  * waits for the GPU to finish them. A summary with tokens/s, the
@@ -13,7 +13,7 @@
 
 import { summarize } from "../kernels/device.ts";
 import { prepareTrainingStep } from "../training/trainer.ts";
-import { loadTfjs, prepareTfjsTrainingStep } from "./tfjs.ts";
+import { loadTfjs, prepareTfjsTrainingStep } from "./peers/tfjs.ts";
 import type { TaskName } from "../training/tasks/index.ts";
 
 interface Case {

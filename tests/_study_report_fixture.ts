@@ -1,13 +1,13 @@
 /**
  * TEST DATA for the study report tests: synthetic finished runs of the `tiny`
- * preset's grid, analysed by the real study/analyze.ts. Every number here is
+ * preset's grid, analysed by the real training/study/analyze.ts. Every number here is
  * made up by a formula below; none was trained or measured, and the adapter
  * says so ("TEST DATA"), which the page shows in its header.
  */
 
-import { analyzeStudy, type StudyAnalysis } from "../study/analyze.ts";
-import { type RunSpec, STUDY_PRESETS, studyGrid } from "../study/grid.ts";
-import type { RunRecord } from "../study/runner.ts";
+import { analyzeStudy, type StudyAnalysis } from "../training/study/analyze.ts";
+import { type RunSpec, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
+import type { RunRecord } from "../training/study/runner.ts";
 import type { EvalRecord, TrainResult } from "../training/trainer.ts";
 import type { ModelConfig } from "../training/model.ts";
 

@@ -385,7 +385,7 @@ function rec(d: Record<string, unknown>, i: number): Record<string, unknown> {
   return item(d, "records", i);
 }
 
-/** Runs bench/report.ts's CLI in a child Deno (the task's permissions); returns code and output. */
+/** Runs `cli.ts report` in a child Deno (the task's permissions); returns code and output. */
 async function report(...args: string[]) {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -393,7 +393,8 @@ async function report(...args: string[]) {
       "--allow-read",
       "--allow-write",
       "--allow-env",
-      new URL("bench/report.ts", ROOT).pathname,
+      new URL("cli.ts", ROOT).pathname,
+      "report",
       ...args,
     ],
     cwd: ROOT.pathname,

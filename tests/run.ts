@@ -23,7 +23,7 @@
  *   With no arguments it runs the whole suite (doc examples included).
  */
 
-const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "study/", "tests/"];
+const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "tests/"];
 const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-run"];
 const TEARDOWN_SIGNALS = new Set(["SIGSEGV", "SIGABRT"]);
 

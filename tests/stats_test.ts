@@ -1,4 +1,4 @@
-/** Tests of study/stats.ts against hand-computed and simulated known answers. */
+/** Tests of training/study/stats.ts against hand-computed and simulated known answers. */
 
 import assert from "node:assert/strict";
 import { Rng } from "../training/rng.ts";
@@ -18,7 +18,7 @@ import {
   stepsToTarget,
   summarize,
   variance,
-} from "../study/stats.ts";
+} from "../training/study/stats.ts";
 
 function assertNear(actual: number, expected: number, tol: number, what = ""): void {
   assert.ok(

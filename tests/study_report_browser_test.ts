@@ -10,12 +10,12 @@
  * SIGMAX_REQUIRE_BROWSER=1 (CI), where it fails instead.
  *
  * Every analysis here is TEST DATA: synthetic runs from
- * tests/_study_report_fixture.ts through the real study/analyze.ts.
+ * tests/_study_report_fixture.ts through the real training/study/analyze.ts.
  */
 
 import assert from "node:assert/strict";
-import type { StudyAnalysis } from "../study/analyze.ts";
-import { studyHtml } from "../study/report.ts";
+import type { StudyAnalysis } from "../training/study/analyze.ts";
+import { studyHtml } from "../bench/study_report.ts";
 import {
   announceBrowser,
   CHROMIUM,

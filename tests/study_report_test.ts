@@ -4,13 +4,13 @@
  * note for every missing part (no teacher cells, no tasks, a task without a
  * target, values a log axis cannot draw). Every analysis here is TEST DATA:
  * synthetic runs from tests/_study_report_fixture.ts through the real
- * study/analyze.ts.
+ * training/study/analyze.ts.
  */
 
 import assert from "node:assert/strict";
 import { CHART_JS_VERSION } from "../bench/report.ts";
-import type { StudyAnalysis } from "../study/analyze.ts";
-import { studyHtml, studyMarkdown } from "../study/report.ts";
+import type { StudyAnalysis } from "../training/study/analyze.ts";
+import { studyHtml, studyMarkdown } from "../bench/study_report.ts";
 import { fixtureStudy, TEST_ADAPTER } from "./_study_report_fixture.ts";
 
 /** The JSON inside `<script type="application/json" id="ID">`. */
@@ -263,7 +263,7 @@ Deno.test("study page: a given Chart.js source is used, one that cannot be inlin
   );
 });
 
-Deno.test("study/report.ts re-exports the Markdown summary", () => {
+Deno.test("bench/study_report.ts re-exports the Markdown summary", () => {
   const md = studyMarkdown(fixtureStudy());
   assert.match(md, /^## Sample-efficiency study: `tiny` preset/);
   assert.ok(md.includes(TEST_ADAPTER));

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../study/grid.ts";
-import { readRuns } from "../study/runner.ts";
+import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
+import { readRuns } from "../training/study/runner.ts";
 
 Deno.test("the grid pairs both activations on every (cell, n, seed), with unique stable ids", () => {
   const grid = studyGrid(STUDY_PRESETS.quick);
@@ -43,10 +43,10 @@ Deno.test("shards cover the grid exactly once", () => {
   }
 });
 
-/** Runs `deno run study/cli.ts` with `args`. */
+/** Runs `deno run cli.ts study` with `args` (the task's permissions). */
 function study(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-env", "--allow-read", "--allow-write", "study/cli.ts", ...args],
+    args: ["run", "--allow-env", "--allow-read", "--allow-write", "cli.ts", "study", ...args],
     stdout: "null",
     stderr: "piped",
   }).spawn();

@@ -1,5 +1,5 @@
 /**
- * The TF.js baseline of bench/tfjs.ts computes the same function as sigmax:
+ * The TF.js baseline of bench/peers/tfjs.ts computes the same function as sigmax:
  * its attention (forward and `tf.grads` backward) against sigmax's f64
  * references, and its timers return sane numbers. Skipped, with the reason,
  * where TF.js's WebGPU backend cannot start.
@@ -20,7 +20,7 @@ import {
   timeTfjsAttention,
   timeTfjsMatmul,
   timeTfjsTrainingStep,
-} from "../bench/tfjs.ts";
+} from "../bench/peers/tfjs.ts";
 import { assertClose, randn, TOL } from "./_helpers.ts";
 
 const handle = await loadTfjs();

@@ -47,7 +47,7 @@
  * @module
  */
 
-import { Rng } from "../training/rng.ts";
+import { Rng } from "../rng.ts";
 
 /** The seed used when a bootstrap call is given none. */
 export const DEFAULT_SEED = 0;

@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis } from "./analyze.ts";
-import type { Interval } from "./stats.ts";
+import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis } from "../training/study/analyze.ts";
+import type { Interval } from "../training/study/stats.ts";
 
 /** `0.912 [0.890, 0.931]`, in the number format `f`. */
 function ci(i: Interval | undefined, f: (x: number) => string): string {

@@ -37,10 +37,10 @@
  */
 
 import type * as TfCore from "npm:@tensorflow/tfjs@4.22.0";
-import { getDevice } from "../kernels/device.ts";
-import { attentionFlops } from "../kernels/attention.ts";
-import type { AttentionShape } from "../kernels/attention_options.ts";
-import { seededInputs } from "../kernels/attention_timing.ts";
+import { getDevice } from "../../kernels/device.ts";
+import { attentionFlops } from "../../kernels/attention.ts";
+import type { AttentionShape } from "../../kernels/attention_options.ts";
+import { seededInputs } from "../../kernels/attention_timing.ts";
 
 /** The `@tensorflow/tfjs` namespace (what `import * as tf` gives). */
 export type Tf = typeof TfCore;
@@ -714,7 +714,7 @@ export async function timeTfjsTrainingStep(
 // Command line
 
 /**
- * `deno run -A bench/tfjs.ts [forward] [backward] [matmul] [train]` prints
+ * `deno run -A bench/peers/tfjs.ts [forward] [backward] [matmul] [train]` prints
  * the baseline's figures on this machine (default: forward, matmul, train):
  * attention at B=1 H=4 S=1024 D=64 for both activations, causal off and on,
  * both ways of writing `Kᵀ`; square matmul at 512 and 1024; training steps

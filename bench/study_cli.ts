@@ -5,9 +5,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "./grid.ts";
-import { readRuns, runStudy } from "./runner.ts";
-import { writeStudyReport } from "./analyze.ts";
+import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
+import { readRuns, runStudy } from "../training/study/runner.ts";
+import { writeStudyReport } from "./study_report.ts";
 
 const USAGE = `usage: deno task study -- --preset quick|full [options]
 
@@ -36,7 +36,8 @@ one from its checkpoint. Exit codes: 0 done, 1 failure, 2 bad options.`;
 
 class UsageError extends Error {}
 
-async function main(args: string[]): Promise<number> {
+/** Runs `deno task study` (the `study` command of cli.ts); returns the exit code. */
+export async function studyMain(args: string[]): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -116,5 +117,3 @@ function usageError(message: string): number {
   console.error(`error: ${message}\nrun with --help for the options`);
   return 2;
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args.filter((a) => a !== "--")));

@@ -13,7 +13,7 @@
  *   steps-to-target (per run, the first evaluation reaching it); and the paired
  *   difference sigmoid − softmax at each n, seed by seed.
  *
- * Every interval is a percentile bootstrap over seeds (study/stats.ts) with a
+ * Every interval is a percentile bootstrap over seeds (training/study/stats.ts) with a
  * fixed resampling seed, so the same runs always give the same analysis.
  *
  * @module
@@ -21,7 +21,7 @@
 
 import type { RunSpec, StudyCell } from "./grid.ts";
 import { STUDY_PRESETS } from "./grid.ts";
-import { readRuns, type RunRecord, writeAtomic } from "./runner.ts";
+import type { RunRecord } from "./runner.ts";
 import {
   type Interval,
   meanCI,
@@ -31,7 +31,6 @@ import {
   type SlopeInterval,
   stepsToTarget,
 } from "./stats.ts";
-import { studyHtml, studyMarkdown } from "./report.ts";
 
 type Act = "softmax" | "sigmoid";
 const ACTS: Act[] = ["softmax", "sigmoid"];
@@ -284,18 +283,4 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
     curves,
     paired: pairedByN(runs, cell.name, (r) => r.result.final.metric),
   };
-}
-
-/** Reads the runs in `dir`, analyses them and writes study.json, study.md and study.html. */
-export async function writeStudyReport(
-  dir: string,
-  preset: string,
-  grid: RunSpec[],
-): Promise<string[]> {
-  const analysis = analyzeStudy(preset, grid, await readRuns(dir));
-  const files = [`${dir}/study.json`, `${dir}/study.md`, `${dir}/study.html`];
-  await writeAtomic(files[0], JSON.stringify(analysis, null, 1));
-  await writeAtomic(files[1], studyMarkdown(analysis));
-  await writeAtomic(files[2], await studyHtml(analysis));
-  return files;
 }

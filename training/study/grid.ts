@@ -10,8 +10,8 @@
  * @module
  */
 
-import type { TrainConfig } from "../training/trainer.ts";
-import type { TaskName } from "../training/tasks/index.ts";
+import type { TrainConfig } from "../trainer.ts";
+import type { TaskName } from "../tasks/index.ts";
 
 /** One cell of a study: a task with fixed options, trained with both activations over n and seeds. */
 export interface StudyCell {

@@ -22,17 +22,26 @@
  * replaced by a note and reported with `console.error`.
  *
  * The Markdown summary of the same data is {@linkcode studyMarkdown}
- * (study/markdown.ts), re-exported here.
+ * (bench/study_markdown.ts), re-exported here.
  *
  * @module
  */
 
-import type { StudyAnalysis, TaskAnalysis, TeacherAnalysis, TeacherCurve } from "./analyze.ts";
-import type { Interval } from "./stats.ts";
-import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "../bench/report.ts";
-import { drawChartsScript, pageStyle } from "../bench/page.ts";
+import {
+  analyzeStudy,
+  type StudyAnalysis,
+  type TaskAnalysis,
+  type TeacherAnalysis,
+  type TeacherCurve,
+} from "../training/study/analyze.ts";
+import type { RunSpec } from "../training/study/grid.ts";
+import { readRuns, writeAtomic } from "../training/study/runner.ts";
+import type { Interval } from "../training/study/stats.ts";
+import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "./report.ts";
+import { drawChartsScript, pageStyle } from "./page.ts";
 
-export { studyMarkdown } from "./markdown.ts";
+import { studyMarkdown } from "./study_markdown.ts";
+export { studyMarkdown };
 
 type Act = "softmax" | "sigmoid";
 
@@ -645,4 +654,18 @@ ${PAGE_SCRIPT}
 </body>
 </html>
 `;
+}
+
+/** Reads the runs in `dir`, analyses them and writes study.json, study.md and study.html there. */
+export async function writeStudyReport(
+  dir: string,
+  preset: string,
+  grid: RunSpec[],
+): Promise<string[]> {
+  const analysis = analyzeStudy(preset, grid, await readRuns(dir));
+  const files = [`${dir}/study.json`, `${dir}/study.md`, `${dir}/study.html`];
+  await writeAtomic(files[0], JSON.stringify(analysis, null, 1));
+  await writeAtomic(files[1], studyMarkdown(analysis));
+  await writeAtomic(files[2], await studyHtml(analysis));
+  return files;
 }

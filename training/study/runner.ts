@@ -17,8 +17,8 @@
  * @module
  */
 
-import { formatSeconds } from "../training/format.ts";
-import { train, type TrainResult } from "../training/trainer.ts";
+import { formatSeconds } from "../format.ts";
+import { train, type TrainResult } from "../trainer.ts";
 import type { RunSpec } from "./grid.ts";
 
 /** A finished run as stored in `runs/<id>.json`. */
