@@ -23,7 +23,14 @@
  * @module
  */
 
-import { _assertDeviceAlive, checkBufferSize, getPipeline, maxBindingBytes } from "./device.ts";
+import {
+  _assertDeviceAlive,
+  checkBindingFits,
+  checkBufferSize,
+  checkIsDevice,
+  findAliased,
+  getPipeline,
+} from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 
 /** Invocations per workgroup. */
@@ -315,16 +322,8 @@ export class AdamWPlan {
       throw new RangeError(`shape.length must be a positive integer, got ${String(length)}`);
     }
     _checkWeightDecay(shape.weightDecay);
-    if (typeof device?.createBuffer !== "function") {
-      throw new TypeError("device must be a GPUDevice");
-    }
-    const most = maxBindingBytes(device);
-    if (length * 4 > most) {
-      throw new RangeError(
-        `shape.length ${length} needs ${length * 4} bytes, more than one storage binding ` +
-          `may hold here (${most})`,
-      );
-    }
+    checkIsDevice(device);
+    checkBindingFits(device, `shape.length ${length}`, length * 4);
     _assertDeviceAlive(device);
     const pipeline = await getPipeline(device, {
       key: "adamw",
@@ -347,9 +346,16 @@ export class AdamWPlan {
     checkBufferSize("buffers.step", b.step, ADAMW_STEP_BYTES);
     checkBufferSize("buffers.gradSumSq", b.gradSumSq, 4);
     const storage = [b.grad, b.gradSumSq, b.param, b.m, b.v];
-    if (new Set(storage).size !== storage.length) {
+    const pair = findAliased({
+      param: b.param,
+      grad: b.grad,
+      m: b.m,
+      v: b.v,
+      gradSumSq: b.gradSumSq,
+    });
+    if (pair) {
       // WebGPU drops a dispatch that binds one buffer both read_write and read.
-      throw new RangeError("buffers.param, grad, m, v and gradSumSq must be distinct buffers");
+      throw new RangeError(`buffers.${pair[0]} and buffers.${pair[1]} must be distinct buffers`);
     }
     const groups = grid2d(
       Math.ceil(this.length / _WG),

@@ -40,6 +40,7 @@ import {
   _assertDeviceAlive,
   checkBufferSize,
   createStorageBuffer,
+  findAliased,
   getDevice,
   isSoftwareDevice,
   readBuffer,
@@ -582,18 +583,13 @@ function _checkSoftwareLoops(
  * both writable and otherwise, and the results would be lost.
  */
 function _checkNoAliasing(buffers: object, written: string[]): void {
-  const entries = Object.entries(buffers).filter(([, b]) => b !== undefined);
-  for (const name of written) {
-    const buffer = (buffers as Record<string, GPUBuffer | undefined>)[name];
-    if (!buffer) continue;
-    const other = entries.find(([n, b]) => n !== name && b === buffer);
-    if (other) {
-      throw new RangeError(
-        `buffers.${name} and buffers.${other[0]} are the same GPUBuffer; the pass writes ` +
-          `${name}, so it needs a buffer of its own`,
-      );
-    }
-  }
+  const pair = findAliased(buffers as Record<string, GPUBuffer | undefined>, written);
+  if (!pair) return;
+  const [name, other] = written.includes(pair[0]) ? pair : [pair[1], pair[0]];
+  throw new RangeError(
+    `buffers.${name} and buffers.${other} are the same GPUBuffer; the pass writes ` +
+      `${name}, so it needs a buffer of its own`,
+  );
 }
 
 /** Throws unless every value of `data` is finite in f16 (|x| ≤ 65504). */

@@ -252,6 +252,52 @@ export function maxBindingBytes(device: GPUDevice): number {
   return Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
 }
 
+/** Throws a TypeError unless `device` looks like a GPUDevice (the plans' first argument). */
+export function checkIsDevice(device: unknown): asserts device is GPUDevice {
+  if (
+    typeof device !== "object" || device === null ||
+    typeof (device as GPUDevice).createBuffer !== "function"
+  ) {
+    throw new TypeError(`device must be a GPUDevice, got ${String(device)}`);
+  }
+}
+
+/**
+ * Throws a RangeError if `bytes` do not fit one storage binding of `device`;
+ * `what` names the tensor (e.g. "column sum: x").
+ */
+export function checkBindingFits(device: GPUDevice, what: string, bytes: number): void {
+  const max = maxBindingBytes(device);
+  if (bytes > max) {
+    throw new RangeError(
+      `${what} needs ${bytes} bytes, more than one storage binding may hold on this device ` +
+        `(its largest storage binding is ${max} bytes)`,
+    );
+  }
+}
+
+/**
+ * The first two names in `buffers` bound to the same GPUBuffer, where at least
+ * one of the two is in `written` (every name when `written` is omitted), or
+ * undefined. WebGPU drops a dispatch that binds a buffer it writes under a
+ * second binding, and the results would be lost silently: the plans refuse it.
+ */
+export function findAliased(
+  buffers: Readonly<Record<string, GPUBuffer | undefined>>,
+  written?: readonly string[],
+): [string, string] | undefined {
+  const entries = Object.entries(buffers).filter(([, b]) => b !== undefined);
+  for (let i = 0; i < entries.length; i++) {
+    for (let j = i + 1; j < entries.length; j++) {
+      const [a, bufA] = entries[i];
+      const [b, bufB] = entries[j];
+      if (bufA !== bufB) continue;
+      if (!written || written.includes(a) || written.includes(b)) return [a, b];
+    }
+  }
+  return undefined;
+}
+
 /** Throws unless `buffer` is a GPUBuffer of at least `bytes` bytes; `name` names the argument. */
 export function checkBufferSize(name: string, buffer: GPUBuffer, bytes: number): void {
   if (!buffer || typeof buffer.size !== "number") {

@@ -27,7 +27,14 @@
  * @module
  */
 
-import { _assertDeviceAlive, checkBufferSize, getPipeline, maxBindingBytes } from "./device.ts";
+import {
+  _assertDeviceAlive,
+  checkBindingFits,
+  checkBufferSize,
+  checkIsDevice,
+  findAliased,
+  getPipeline,
+} from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 
 /** A row-major `[rows, width]` tensor. */
@@ -77,38 +84,14 @@ function _checkArray(name: string, data: unknown, length?: number): asserts data
   }
 }
 
-function _checkDevice(device: unknown): asserts device is GPUDevice {
-  if (
-    typeof device !== "object" || device === null ||
-    typeof (device as GPUDevice).createBuffer !== "function"
-  ) {
-    throw new TypeError(`device must be a GPUDevice, got ${String(device)}`);
-  }
-}
-
-/** Throws a RangeError if `count` f32 values do not fit in one storage binding of `device`. */
-function _checkBinding(device: GPUDevice, what: string, count: number): void {
-  const max = maxBindingBytes(device);
-  if (count * 4 > max) {
-    throw new RangeError(
-      `${what} needs ${count * 4} bytes, more than the device's largest storage binding ` +
-        `(${max} bytes)`,
-    );
-  }
-}
-
 /** Throws unless the buffers named are all different (a dispatch may not alias a written one). */
 function _checkDistinct(buffers: Record<string, GPUBuffer>): void {
-  const entries = Object.entries(buffers);
-  for (let i = 0; i < entries.length; i++) {
-    for (let j = i + 1; j < entries.length; j++) {
-      if (entries[i][1] === entries[j][1]) {
-        throw new RangeError(
-          `buffers.${entries[i][0]} and buffers.${entries[j][0]} must be different buffers ` +
-            "(WebGPU drops a dispatch that binds a buffer it writes twice)",
-        );
-      }
-    }
+  const pair = findAliased(buffers);
+  if (pair) {
+    throw new RangeError(
+      `buffers.${pair[0]} and buffers.${pair[1]} must be different buffers ` +
+        "(WebGPU drops a dispatch that binds a buffer it writes twice)",
+    );
   }
 }
 
@@ -347,9 +330,9 @@ export class BiasAddPlan {
 
   /** Checks the shape (before any GPU work) and builds the pipeline (cached per device). */
   static async create(device: GPUDevice, shape: RowsShape): Promise<BiasAddPlan> {
-    _checkDevice(device);
+    checkIsDevice(device);
     _checkRows(shape);
-    _checkBinding(device, "bias add: x", shape.rows * shape.width);
+    checkBindingFits(device, "bias add: x", (shape.rows * shape.width) * 4);
     _assertDeviceAlive(device);
     const pipeline = await _pipeline(device, "elementwise.bias_add", () => _BIAS_ADD_WGSL);
     return new BiasAddPlan(device, shape, pipeline);
@@ -391,9 +374,9 @@ export class AddPlan {
 
   /** Checks the length (before any GPU work) and builds the pipeline (cached per device). */
   static async create(device: GPUDevice, length: number): Promise<AddPlan> {
-    _checkDevice(device);
+    checkIsDevice(device);
     _checkCount("length", length);
-    _checkBinding(device, "add: x", length);
+    checkBindingFits(device, "add: x", length * 4);
     _assertDeviceAlive(device);
     const pipeline = await _pipeline(device, "elementwise.add", () => _ADD_WGSL);
     return new AddPlan(device, length, pipeline);
@@ -449,13 +432,13 @@ export class UnaryPlan {
     device: GPUDevice,
     shape: { length: number; fn: UnaryFn },
   ): Promise<UnaryPlan> {
-    _checkDevice(device);
+    checkIsDevice(device);
     if (typeof shape !== "object" || shape === null) {
       throw new TypeError(`shape must be an object { length, fn }, got ${String(shape)}`);
     }
     _checkCount("shape.length", shape.length);
     _checkFn(shape.fn);
-    _checkBinding(device, `${shape.fn}: x`, shape.length);
+    checkBindingFits(device, `${shape.fn}: x`, (shape.length) * 4);
     _assertDeviceAlive(device);
     const { fn } = shape;
     const [forward, backward] = await Promise.all([

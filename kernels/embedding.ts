@@ -32,7 +32,13 @@
  * @module
  */
 
-import { _assertDeviceAlive, checkBufferSize, getPipeline, maxBindingBytes } from "./device.ts";
+import {
+  _assertDeviceAlive,
+  checkBindingFits,
+  checkBufferSize,
+  getPipeline,
+  maxBindingBytes,
+} from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 
 /** The sizes of an embedding: `tokens` ids looked up in a `[vocab, width]` table. */
@@ -334,17 +340,10 @@ export class EmbeddingPlan {
     }
     _checkShape(shape);
     const { tokens, vocab, width } = shape;
-    const max = maxBindingBytes(device);
-    for (const [what, count] of [["y/dy", tokens * width], ["the table", vocab * width]] as const) {
-      if (count * 4 > max) {
-        throw new RangeError(
-          `embedding: ${what} needs ${count * 4} bytes, more than the device's largest ` +
-            `storage binding (${max} bytes)`,
-        );
-      }
-    }
+    checkBindingFits(device, "embedding: y/dy", tokens * width * 4);
+    checkBindingFits(device, "embedding: the table", vocab * width * 4);
     const { tc, chunks, seg } = EmbeddingPlan.#layout(shape);
-    if ((vocab * chunks + 1) * 4 > max) {
+    if ((vocab * chunks + 1) * 4 > maxBindingBytes(device)) {
       throw new RangeError(`embedding: vocab · ceil(tokens / ${_WG}) is too large to sort`);
     }
     // Worst cases per invocation: the scan's two loops, and the gather of an id every token has.

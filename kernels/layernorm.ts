@@ -161,16 +161,28 @@ override WG: u32 = ${_WG}u;
 @group(0) @binding(0) var<uniform> params: Params;
 `;
 
-/** WGSL of the forward kernel: one workgroup per row. Bindings: 0 params, 1 x, 2 γ, 3 β, 4 y, 5 mean, 6 rstd. */
-export const LAYERNORM_FORWARD_WGSL = `// layernorm.forward
-${_HEADER}
-@group(0) @binding(1) var<storage, read> x: array<f32>;       // [N, C]
+/** The forward kernels' bindings (both variants). */
+const _FORWARD_BINDINGS = `@group(0) @binding(1) var<storage, read> x: array<f32>;       // [N, C]
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;   // [C]
 @group(0) @binding(3) var<storage, read> beta: array<f32>;    // [C]
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;     // [N, C]
 @group(0) @binding(5) var<storage, read_write> mean: array<f32>;  // [N]
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;  // [N]
+`;
 
+/** The dx kernels' bindings (both variants). */
+const _DX_BINDINGS = `@group(0) @binding(1) var<storage, read> x: array<f32>;      // [N, C]
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;  // [C]
+@group(0) @binding(3) var<storage, read> dy: array<f32>;     // [N, C]
+@group(0) @binding(4) var<storage, read> mean: array<f32>;   // [N]
+@group(0) @binding(5) var<storage, read> rstd: array<f32>;   // [N]
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;  // [N, C]
+`;
+
+/** WGSL of the forward kernel: one workgroup per row. Bindings: 0 params, 1 x, 2 γ, 3 β, 4 y, 5 mean, 6 rstd. */
+export const LAYERNORM_FORWARD_WGSL = `// layernorm.forward
+${_HEADER}
+${_FORWARD_BINDINGS}
 ${REDUCE_WGSL}
 
 @compute @workgroup_size(WG)
@@ -200,13 +212,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 /** WGSL of the dx kernel: one workgroup per row. Bindings: 0 params, 1 x, 2 γ, 3 dy, 4 mean, 5 rstd, 6 dx. */
 export const LAYERNORM_DX_WGSL = `// layernorm.backward.dx
 ${_HEADER}
-@group(0) @binding(1) var<storage, read> x: array<f32>;      // [N, C]
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;  // [C]
-@group(0) @binding(3) var<storage, read> dy: array<f32>;     // [N, C]
-@group(0) @binding(4) var<storage, read> mean: array<f32>;   // [N]
-@group(0) @binding(5) var<storage, read> rstd: array<f32>;   // [N]
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;  // [N, C]
-
+${_DX_BINDINGS}
 ${REDUCE_WGSL}
 
 @compute @workgroup_size(WG)
@@ -285,13 +291,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  */
 export const LAYERNORM_FORWARD_LANE_WGSL = `// layernorm.forward.lane
 ${_HEADER}
-@group(0) @binding(1) var<storage, read> x: array<f32>;       // [N, C]
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;   // [C]
-@group(0) @binding(3) var<storage, read> beta: array<f32>;    // [C]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;     // [N, C]
-@group(0) @binding(5) var<storage, read_write> mean: array<f32>;  // [N]
-@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;  // [N]
-
+${_FORWARD_BINDINGS}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
@@ -314,13 +314,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 /** WGSL of the dx kernel for narrow rows: one invocation per row. Bindings as {@linkcode LAYERNORM_DX_WGSL}. */
 export const LAYERNORM_DX_LANE_WGSL = `// layernorm.backward.dx.lane
 ${_HEADER}
-@group(0) @binding(1) var<storage, read> x: array<f32>;      // [N, C]
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;  // [C]
-@group(0) @binding(3) var<storage, read> dy: array<f32>;     // [N, C]
-@group(0) @binding(4) var<storage, read> mean: array<f32>;   // [N]
-@group(0) @binding(5) var<storage, read> rstd: array<f32>;   // [N]
-@group(0) @binding(6) var<storage, read_write> dx: array<f32>;  // [N, C]
-
+${_DX_BINDINGS}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {

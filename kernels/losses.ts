@@ -32,9 +32,11 @@
 
 import {
   _assertDeviceAlive,
+  checkBindingFits,
   checkBufferSize,
+  checkIsDevice,
+  findAliased,
   getPipeline,
-  maxBindingBytes,
   STORAGE_USAGE,
 } from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
@@ -90,12 +92,6 @@ function _checkArray(
   }
   if (data.length !== length) {
     throw new RangeError(`${name}.length must be ${length}, got ${data.length}`);
-  }
-}
-
-function _checkDevice(device: GPUDevice): void {
-  if (typeof device?.createBuffer !== "function") {
-    throw new TypeError("device must be a GPUDevice");
   }
 }
 
@@ -214,13 +210,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }
 `;
 
-/**
- * WGSL of the cross-entropy kernel: one workgroup per row (a max and a sum
- * reduction, then the gradient). Bindings: 0 params, 1 logits, 2 targets,
- * 3 valid (the count pass's output), 4 losses, 5 dlogits.
- */
-export const CROSS_ENTROPY_WGSL = `// losses.cross_entropy
-struct Params {
+/** The loss pass's uniform and bindings (both variants). */
+const _CE_BINDINGS = `struct Params {
   rows: u32,     // N
   classes: u32,  // C
   _pad0: u32,
@@ -233,7 +224,15 @@ override WG: u32 = ${_WG}u;
 @group(0) @binding(3) var<storage, read> valid: array<f32>;    // [1]
 @group(0) @binding(4) var<storage, read_write> losses: array<f32>;   // [N]
 @group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;  // [N, C]
+`;
 
+/**
+ * WGSL of the cross-entropy kernel: one workgroup per row (a max and a sum
+ * reduction, then the gradient). Bindings: 0 params, 1 logits, 2 targets,
+ * 3 valid (the count pass's output), 4 losses, 5 dlogits.
+ */
+export const CROSS_ENTROPY_WGSL = `// losses.cross_entropy
+${_CE_BINDINGS}
 ${REDUCE_WGSL}
 
 @compute @workgroup_size(WG)
@@ -275,20 +274,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
  * Same bindings and results.
  */
 export const CROSS_ENTROPY_LANE_WGSL = `// losses.cross_entropy.lane
-struct Params {
-  rows: u32,     // N
-  classes: u32,  // C
-  _pad0: u32,
-  _pad1: u32,
-}
-override WG: u32 = ${_WG}u;
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;   // [N, C]
-@group(0) @binding(2) var<storage, read> targets: array<i32>;  // [N]
-@group(0) @binding(3) var<storage, read> valid: array<f32>;    // [1]
-@group(0) @binding(4) var<storage, read_write> losses: array<f32>;   // [N]
-@group(0) @binding(5) var<storage, read_write> dlogits: array<f32>;  // [N, C]
-
+${_CE_BINDINGS}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) groups: vec3<u32>) {
@@ -380,22 +366,14 @@ function _uniform(device: GPUDevice, label: string, words: number[]): GPUBuffer 
 }
 
 /**
- * Throws a RangeError if a buffer appears twice: WebGPU drops a dispatch that
- * binds one buffer both read_write and read (and rejects two writable bindings).
+ * Throws a RangeError if two of the named buffers are the same: WebGPU drops a
+ * dispatch that binds one buffer both read_write and read (and rejects two
+ * writable bindings).
  */
-function _checkDistinct(names: string, buffers: GPUBuffer[]): void {
-  if (new Set(buffers).size !== buffers.length) {
-    throw new RangeError(`buffers ${names} must be distinct GPUBuffers`);
-  }
-}
-
-/** Throws a RangeError unless `bytes` fit one storage binding of `device`. */
-function _checkBinding(device: GPUDevice, what: string, bytes: number): void {
-  const most = maxBindingBytes(device);
-  if (bytes > most) {
-    throw new RangeError(
-      `${what} needs ${bytes} bytes, more than one storage binding may hold here (${most})`,
-    );
+function _checkDistinct(buffers: Record<string, GPUBuffer>, written?: string[]): void {
+  const pair = findAliased(buffers, written);
+  if (pair) {
+    throw new RangeError(`buffers.${pair[0]} and buffers.${pair[1]} must be distinct GPUBuffers`);
   }
 }
 
@@ -464,7 +442,7 @@ export class CrossEntropyPlan {
    */
   static async create(device: GPUDevice, shape: CrossEntropyShape): Promise<CrossEntropyPlan> {
     _checkCrossEntropyShape(shape);
-    _checkDevice(device);
+    checkIsDevice(device);
     const { rows, classes } = shape;
     // Count pass: rows/WG iterations + 1 exit + the reduction's log2(WG) + 1.
     const mostRows = (_LOOP_BUDGET - 8) * _WG;
@@ -476,7 +454,7 @@ export class CrossEntropyPlan {
     if (classes > mostClasses) {
       throw new RangeError(`shape.classes must be at most ${mostClasses}, got ${classes}`);
     }
-    _checkBinding(device, "logits", rows * classes * 4);
+    checkBindingFits(device, "logits", rows * classes * 4);
     _assertDeviceAlive(device);
     const pipeline = (label: string, code: string) =>
       getPipeline(device, { key: label, label, code: () => code });
@@ -501,12 +479,7 @@ export class CrossEntropyPlan {
       checkBufferSize(`buffers.${name}`, b?.[name as keyof CrossEntropyBuffers], bytes);
     }
     checkBufferSize("buffers.dlogits", b.dlogits, rows * classes * 4);
-    _checkDistinct("logits, targets, losses and dlogits", [
-      b.logits,
-      b.targets,
-      b.losses,
-      b.dlogits,
-    ]);
+    _checkDistinct({ logits: b.logits, targets: b.targets, losses: b.losses, dlogits: b.dlogits });
     _pass(this.device, encoder, this.#count, [this.#params, b.targets, this.#valid], [1, 1]);
     const groups = grid2d(
       this.#lane ? Math.ceil(rows / _WG) : rows,
@@ -568,8 +541,8 @@ export class MsePlan {
   /** Checks the shape (before any GPU work) and builds the pipeline. The kernel has no loops. */
   static async create(device: GPUDevice, shape: MseShape): Promise<MsePlan> {
     _checkMseShape(shape);
-    _checkDevice(device);
-    _checkBinding(device, "pred", shape.length * 4);
+    checkIsDevice(device);
+    checkBindingFits(device, "pred", shape.length * 4);
     _assertDeviceAlive(device);
     const pipeline = await getPipeline(device, {
       key: "losses.mse",
@@ -586,8 +559,11 @@ export class MsePlan {
       checkBufferSize(`buffers.${name}`, b?.[name], bytes);
     }
     // pred and target may be one buffer (both are only read); the outputs may not.
-    _checkDistinct("pred, losses and dpred", [b.pred, b.losses, b.dpred]);
-    _checkDistinct("target, losses and dpred", [b.target, b.losses, b.dpred]);
+    // pred and target may be one buffer (both are only read); the outputs must be their own.
+    _checkDistinct(
+      { pred: b.pred, target: b.target, losses: b.losses, dpred: b.dpred },
+      ["losses", "dpred"],
+    );
     const groups = grid2d(
       Math.ceil(this.shape.length / _WG),
       this.device.limits.maxComputeWorkgroupsPerDimension,

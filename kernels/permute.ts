@@ -13,7 +13,13 @@
  * @module
  */
 
-import { _assertDeviceAlive, checkBufferSize, getPipeline, maxBindingBytes } from "./device.ts";
+import {
+  _assertDeviceAlive,
+  checkBindingFits,
+  checkBufferSize,
+  checkIsDevice,
+  getPipeline,
+} from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 
 /** The sizes of a permute: src is `[outer, a, b, inner]` row-major, dst `[outer, b, a, inner]`. */
@@ -123,21 +129,13 @@ export class PermutePlan {
 
   /** Checks the shape (before any GPU work) and builds the pipeline (cached per device). */
   static async create(device: GPUDevice, shape: PermuteShape): Promise<PermutePlan> {
-    if (
-      typeof device !== "object" || device === null ||
-      typeof (device as GPUDevice).createBuffer !== "function"
-    ) {
-      throw new TypeError(`device must be a GPUDevice, got ${String(device)}`);
-    }
+    checkIsDevice(device);
     _checkShape(shape);
-    const bytes = shape.outer * shape.a * shape.b * shape.inner * 4;
-    const max = maxBindingBytes(device);
-    if (bytes > max) {
-      throw new RangeError(
-        `permute: the tensor needs ${bytes} bytes, more than the device's largest storage ` +
-          `binding (${max} bytes)`,
-      );
-    }
+    checkBindingFits(
+      device,
+      "permute: the tensor",
+      shape.outer * shape.a * shape.b * shape.inner * 4,
+    );
     _assertDeviceAlive(device);
     const pipeline = await getPipeline(device, {
       key: "permute",

@@ -30,7 +30,14 @@
  * @module
  */
 
-import { _assertDeviceAlive, checkBufferSize, getPipeline, maxBindingBytes } from "./device.ts";
+import {
+  _assertDeviceAlive,
+  checkBindingFits,
+  checkBufferSize,
+  checkIsDevice,
+  getPipeline,
+  maxBindingBytes,
+} from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 import { REDUCE_WGSL } from "./wgsl.ts";
 import type { RowsShape } from "./elementwise.ts";
@@ -45,15 +52,6 @@ const _ROWS_PER_LANE = 64;
 const _LOOP_BUDGET = 60000;
 /** Bytes between the uniform slots of a plan (WebGPU's dynamic-offset alignment is at most 256). */
 const _SLOT = 256;
-
-function _checkDevice(device: unknown): asserts device is GPUDevice {
-  if (
-    typeof device !== "object" || device === null ||
-    typeof (device as GPUDevice).createBuffer !== "function"
-  ) {
-    throw new TypeError(`device must be a GPUDevice, got ${String(device)}`);
-  }
-}
 
 function _checkCount(name: string, value: unknown, min = 1): void {
   if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
@@ -350,7 +348,7 @@ export class SumPlan {
     device: GPUDevice,
     shape: { length: number; square?: boolean; scale?: number; outIndex?: number },
   ): Promise<SumPlan> {
-    _checkDevice(device);
+    checkIsDevice(device);
     if (typeof shape !== "object" || shape === null) {
       throw new TypeError(`shape must be an object { length, … }, got ${String(shape)}`);
     }
@@ -476,16 +474,10 @@ export class ColumnSumPlan {
 
   /** Checks the shape (before any GPU work) and builds the pipelines (cached per device). */
   static async create(device: GPUDevice, shape: RowsShape): Promise<ColumnSumPlan> {
-    _checkDevice(device);
+    checkIsDevice(device);
     _checkRows(shape);
     const { rows, width } = shape;
-    const max = maxBindingBytes(device);
-    if (rows * width * 4 > max) {
-      throw new RangeError(
-        `column sum: x needs ${rows * width * 4} bytes, more than the device's largest ` +
-          `storage binding (${max} bytes)`,
-      );
-    }
+    checkBindingFits(device, "column sum: x", rows * width * 4);
     let tc = 1;
     while (tc < width && tc < 64) tc *= 2;
     const lanes = _WG / tc;
@@ -494,7 +486,7 @@ export class ColumnSumPlan {
     const colBlocks = Math.ceil(width / tc);
     _checkLoops("ColumnSumPlan's first pass", _ROWS_PER_LANE + 1 + Math.log2(lanes));
     _checkLoops("ColumnSumPlan's second pass (rows)", parts + 1);
-    if (parts > 1 && parts * width * 4 > max) {
+    if (parts > 1 && parts * width * 4 > maxBindingBytes(device)) {
       throw new RangeError(`column sum: the partial sums would not fit in one storage binding`);
     }
     _assertDeviceAlive(device);

@@ -629,13 +629,13 @@ async function evaluate(task: Task, model: Model, graph: Graph, step: number): P
     const real = Math.min(B, task.testSize - start);
     // The last batch is padded with repeats of its last sequence; only `real` are scored.
     const indices = Array.from({ length: B }, (_, i) => start + Math.min(i, real - 1));
-    graph.upload(task.batch("test", indices));
+    const batch = task.batch("test", indices.slice(0, real));
+    graph.upload(real === B ? batch : task.batch("test", indices));
     const enc = device.createCommandEncoder({ label: "sigmax.eval" });
     graph.encodeForward(enc);
     device.queue.submit([enc.finish()]);
     const rows = outputRows(c.output, real, c.seqLen);
     const outputs = await readFloat32(device, graph.output.buffer, rows * width);
-    const batch = task.batch("test", indices.slice(0, real));
     const score = task.score(batch, outputs);
     total += score.total;
     count += score.count;
