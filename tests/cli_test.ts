@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { parseTrainArgs } from "../training/cli.ts";
 
 /** Runs `cli.ts` with `args` in a child Deno; returns the exit code and output. */
 async function cli(...args: string[]) {
@@ -53,7 +54,19 @@ Deno.test("train --help prints the options and exits 0", async () => {
   const { code, stdout } = await cli("train", "--help");
   assert.equal(code, 0);
   assert.match(stdout, /usage: deno task train --task NAME/);
-  for (const flag of ["--attention", "--n N", "--checkpoint FILE", "--log FILE", "--patience"]) {
+  for (
+    const flag of [
+      "--attention",
+      "--n N",
+      "--checkpoint FILE",
+      "--log FILE",
+      "--patience",
+      "--full-batch",
+      "--plateau-tol X",
+      "--grad-tol X",
+      "--plateau-window N",
+    ]
+  ) {
     assert.ok(stdout.includes(flag), `--help does not mention ${flag}`);
   }
 });
@@ -68,6 +81,9 @@ Deno.test("train rejects impossible configs with a clear message and exit code 2
       [["--task", "count", "--opt", "seqLen=5000"], /seqLen must be an integer in \[1, 4096\]/],
       [["--task", "mqar", "--opt", "bogus=1"], /task mqar has no option "bogus"/],
       [["--task", "mqar", "--steps", "x"], /--steps must be a number/],
+      [["--task", "teacher", "--plateau-tol=-1"], /plateauTol must be ≥ 0/],
+      [["--task", "teacher", "--grad-tol", "abc"], /--grad-tol must be a number/],
+      [["--task", "teacher", "--plateau-window", "0"], /plateauWindow must be an integer ≥ 1/],
       [["--n", "10"], /--task is required/],
     ] as const
   ) {
@@ -98,5 +114,36 @@ Deno.test("train runs a tiny model end to end and prints its summary", async () 
   );
   assert.equal(code, 0);
   assert.match(stdout, /task sort {2}attention softmax {2}n 64/);
+  assert.match(stdout, /steps 4 \(stopped by steps; not converged\) {2}batch 8/);
+  assert.match(stdout, /final gradient norm \d\.\d{3}e[-+]\d+ {2}relative loss change .* n\/a/);
   assert.match(stdout, /test accuracy \d\.\d{4} \(best/);
+});
+
+Deno.test("train's estimator flags map onto the training config", () => {
+  const parsed = parseTrainArgs([
+    "--task",
+    "teacher",
+    "--full-batch",
+    "--plateau-tol",
+    "1e-4",
+    "--grad-tol",
+    "0.001",
+    "--plateau-window",
+    "200",
+    "--weight-decay",
+    "0",
+    "--clip",
+    "0",
+  ]);
+  assert.ok(parsed !== "help");
+  assert.equal(parsed.fullBatch, true);
+  assert.equal(parsed.plateauTol, 1e-4);
+  assert.equal(parsed.gradTol, 0.001);
+  assert.equal(parsed.plateauWindow, 200);
+  assert.equal(parsed.weightDecay, 0);
+  assert.equal(parsed.clip, 0);
+  const plain = parseTrainArgs(["--task", "mqar"]);
+  assert.ok(plain !== "help");
+  assert.equal(plain.fullBatch, false);
+  assert.equal(plain.plateauTol, undefined);
 });

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import {
   batchIndices,
+  convergenceState,
+  effectiveBatchSize,
   learningRate,
   Optimizer,
   resolveTrainConfig,
@@ -60,6 +62,122 @@ Deno.test("bad training configs are rejected with the option's name", () => {
   assert.throws(() => resolveTrainConfig({ task: "mqar", lr: -1 }), /lr must be a positive number/);
   assert.throws(() => resolveTrainConfig({ task: "mqar", warmup: 5000 }), /warmup must be/);
   assert.throws(() => resolveTrainConfig({ task: "mqar", beta2: 1 }), /beta2 must be in \[0, 1\)/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", plateauTol: -1 }), /plateauTol must be/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", gradTol: NaN }), /gradTol must be/);
+  assert.throws(() => resolveTrainConfig({ task: "mqar", plateauWindow: 0 }), /plateauWindow/);
+  assert.throws(
+    () => resolveTrainConfig({ task: "mqar", fullBatch: "yes" as unknown as boolean }),
+    /fullBatch must be true or false/,
+  );
+  // Unpenalised least squares is expressible: no weight decay, no clipping.
+  const ls = resolveTrainConfig({ task: "teacher", weightDecay: 0, clip: 0, fullBatch: true });
+  assert.equal(ls.weightDecay, 0);
+  assert.equal(ls.clip, 0);
+  assert.equal(effectiveBatchSize(ls, 300), 300);
+  assert.equal(effectiveBatchSize({ batchSize: 32, fullBatch: false }, 300), 32);
+  assert.equal(effectiveBatchSize({ batchSize: 32, fullBatch: false }, 20), 20);
+});
+
+Deno.test("the convergence criterion: relative change of window means, gradient norm over the window", () => {
+  const c = { plateauWindow: 3, plateauTol: 0.01, gradTol: 0 };
+  // Fewer than 2 windows of steps: no statistic, not converged.
+  assert.deepEqual(convergenceState([1, 1, 1, 1, 1], [1, 1, 1, 1, 1], c), {
+    converged: false,
+    relativeChange: null,
+    windowMaxGradNorm: 1,
+  });
+  // Windows [2, 2, 2] then [1.99, 1.99, 1.99]: change 0.01/2 = 0.005 ≤ 0.01.
+  const flat = convergenceState([9, 2, 2, 2, 1.99, 1.99, 1.99], [1, 1, 1, 1, 1, 1, 1], c);
+  assert.ok(flat.converged);
+  assert.ok(Math.abs(flat.relativeChange! - 0.005) < 1e-12, `${flat.relativeChange}`);
+  // Still falling: 2 → 1.5 is a 25% change.
+  const falling = convergenceState([2, 2, 2, 1.5, 1.5, 1.5], [1, 1, 1, 1, 1, 1], c);
+  assert.ok(!falling.converged && Math.abs(falling.relativeChange! - 0.25) < 1e-12);
+  // A rising loss counts by its absolute change too.
+  assert.ok(!convergenceState([1, 1, 1, 2, 2, 2], [1, 1, 1, 1, 1, 1], c).converged);
+  // Zero loss throughout: 0/0 counts as no change.
+  assert.equal(convergenceState([0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], c).relativeChange, 0);
+  // Gradient criterion: every step of the last window must be ≤ gradTol.
+  const g = { plateauWindow: 3, plateauTol: 0, gradTol: 0.1 };
+  assert.ok(convergenceState([5, 4, 3], [1, 0.05, 0.1], g).converged === false); // 1 > 0.1 in window
+  assert.ok(convergenceState([5, 4, 3, 2], [1, 0.05, 0.1, 0.09], g).converged);
+  // Both on: both must hold.
+  const both = { plateauWindow: 3, plateauTol: 0.01, gradTol: 0.1 };
+  assert.ok(!convergenceState([2, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 1], both).converged);
+  assert.ok(convergenceState([2, 2, 2, 2, 2, 2], [0, 0, 0, 0, 0, 0], both).converged);
+  // No criterion on: never converged.
+  const off = { plateauWindow: 3, plateauTol: 0, gradTol: 0 };
+  assert.ok(!convergenceState([2, 2, 2, 2, 2, 2], [0, 0, 0, 0, 0, 0], off).converged);
+});
+
+/** Full-batch unpenalised least squares on a tiny teacher, constant learning rate. */
+const PLATEAU = {
+  task: "teacher" as const,
+  n: 16,
+  testSize: 16,
+  taskOptions: { seqLen: 4, dim: 2 },
+  fullBatch: true,
+  weightDecay: 0,
+  clip: 0,
+  warmup: 0,
+  minLrRatio: 1,
+  plateauTol: 1e-2,
+  plateauWindow: 20,
+  evalEvery: 500,
+  progress: false,
+};
+
+Deno.test("a run that plateaus stops converged; one stopped by the step cap is marked not converged", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-plateau-" });
+  const checkpoint = `${dir}/run.ckpt`;
+  const plateau = await train({ ...PLATEAU, steps: 3000, checkpoint });
+  // Resuming a converged run takes no further step and reports the same stop.
+  const again = await train({ ...PLATEAU, steps: 3000, checkpoint });
+  await Deno.remove(dir, { recursive: true });
+  assert.equal(again.resumedFrom, plateau.steps);
+  assert.equal(again.steps, plateau.steps);
+  assert.equal(again.stopReason, "converged");
+  assert.deepEqual(again.losses, plateau.losses);
+  assert.equal(plateau.stopReason, "converged");
+  assert.equal(plateau.converged, true);
+  assert.equal(plateau.batchSize, 16);
+  assert.ok(plateau.steps < 3000 && plateau.steps >= 40, `stopped at ${plateau.steps}`);
+  assert.equal(plateau.losses.length, plateau.steps);
+  assert.ok(plateau.relativeChange !== null && plateau.relativeChange <= 1e-2);
+  assert.equal(plateau.finalGradNorm, plateau.gradNorms.at(-1));
+  // It stops at the first check where the criterion holds: checks come when the history is
+  // read back, every 32 steps since the last read and at every evaluation (500 steps).
+  const checks: number[] = [];
+  for (let step = 1, pending = 0; step < plateau.steps; step++) {
+    if (++pending === 32 || step % 500 === 0) {
+      checks.push(step);
+      pending = 0;
+    }
+  }
+  const last = checks.at(-1)!;
+  assert.ok(plateau.steps - last <= 32);
+  const before = convergenceState(
+    plateau.losses.slice(0, last),
+    plateau.gradNorms.slice(0, last),
+    { ...PLATEAU, gradTol: 0 },
+  );
+  assert.ok(!before.converged, `already converged at step ${last} (${before.relativeChange})`);
+  assert.equal(plateau.final.step, plateau.steps);
+
+  // The same run capped early: stopped by the cap, not converged, and (the schedule being
+  // constant) the exact start of the same loss curve: full-batch training is deterministic.
+  const capped = await train({ ...PLATEAU, steps: 48 });
+  assert.equal(capped.stopReason, "steps");
+  assert.equal(capped.converged, false);
+  assert.equal(capped.steps, 48);
+  assert.ok(capped.relativeChange !== null && capped.relativeChange > 1e-2);
+  assert.deepEqual(capped.losses, plateau.losses.slice(0, 48));
+
+  // Gradient criterion alone, with a threshold every norm meets: converged at the first check.
+  const grad = await train({ ...PLATEAU, plateauTol: 0, gradTol: 1e6, steps: 3000 });
+  assert.equal(grad.stopReason, "converged");
+  assert.equal(grad.steps, 32);
+  assert.deepEqual(grad.losses, plateau.losses.slice(0, 32));
 });
 
 Deno.test("training is deterministic: the same seed gives the same loss curve, another seed does not", async () => {

@@ -33,8 +33,10 @@ model:
   --causal BOOL        true | false (default: the task's setting)
 
 optimisation:
-  --steps N            optimisation steps (default 1000)
+  --steps N            optimisation steps; with a convergence criterion, the cap
+                       (default 1000)
   --batch-size N       sequences per step (default 32)
+  --full-batch         every step uses the whole training set (batch = n)
   --lr X               peak learning rate (default 3e-3; attention arch 1e-2)
   --warmup N           warmup steps (default 5% of steps)
   --min-lr-ratio X     cosine floor as a fraction of lr (default 0.1)
@@ -43,6 +45,16 @@ optimisation:
   --eval-every N       evaluate on the test set every N steps (default 100)
   --patience N         stop after N evaluations without improvement (default 0 = never)
   --target X           stop once the test metric reaches X
+
+convergence (training as an estimator; a run that ends at the --steps cap
+without meeting the criterion is reported as not converged):
+  --plateau-tol X      stop when the mean training loss of the last window
+                       changed by at most X relative to the window before
+                       (default 0 = off)
+  --grad-tol X         stop when the gradient norm stayed at most X over the
+                       last window (default 0 = off; with both set, both must hold)
+  --plateau-window N   steps per window (default 100); checked every 32 steps
+  For unpenalised least squares add --weight-decay 0 --clip 0.
 
 output:
   --log FILE           JSON-lines log, one line per step and per evaluation
@@ -58,7 +70,9 @@ output:
 Exit codes: 0 done, 1 a failure while training, 2 bad options.
 
 example:
-  deno task train --task mqar --attention sigmoid --n 2000 --seed 1 --steps 600`;
+  deno task train --task mqar --attention sigmoid --n 2000 --seed 1 --steps 600
+  deno task train --task teacher --n 256 --full-batch --weight-decay 0 --clip 0 \
+    --min-lr-ratio 1 --warmup 0 --steps 20000 --plateau-tol 1e-4 --plateau-window 200`;
 
 /** Thrown for bad command-line input: printed with a usage hint, exit code 2. */
 export class TrainUsageError extends Error {}
@@ -103,6 +117,10 @@ export function parseTrainArgs(
         causal: { type: "string" },
         steps: { type: "string" },
         "batch-size": { type: "string" },
+        "full-batch": { type: "boolean" },
+        "plateau-tol": { type: "string" },
+        "grad-tol": { type: "string" },
+        "plateau-window": { type: "string" },
         lr: { type: "string" },
         warmup: { type: "string" },
         "min-lr-ratio": { type: "string" },
@@ -160,6 +178,10 @@ export function parseTrainArgs(
     causal,
     steps: parseNumber("steps", v.steps),
     batchSize: parseNumber("batch-size", v["batch-size"]),
+    fullBatch: v["full-batch"] ?? false,
+    plateauTol: parseNumber("plateau-tol", v["plateau-tol"]),
+    gradTol: parseNumber("grad-tol", v["grad-tol"]),
+    plateauWindow: parseNumber("plateau-window", v["plateau-window"]),
     lr: parseNumber("lr", v.lr),
     warmup: parseNumber("warmup", v.warmup),
     minLrRatio: parseNumber("min-lr-ratio", v["min-lr-ratio"]),
@@ -183,8 +205,15 @@ export function formatResult(r: TrainResult): string {
   const lines = [
     `task ${r.task}  attention ${r.attention}  n ${r.n}  seed ${r.seed}  ` +
     `model ${r.model.arch} (${r.parameterCount} parameters)`,
-    `steps ${r.steps} (${r.stopReason})  final train loss ${r.losses.at(-1)?.toFixed(4)}  ` +
+    `steps ${r.steps} (${
+      r.stopReason === "converged"
+        ? "converged"
+        : `stopped by ${r.stopReason}; ${r.converged ? "converged" : "not converged"}`
+    })  ` +
+    `batch ${r.batchSize}  final train loss ${r.losses.at(-1)?.toFixed(4)}  ` +
     `test loss ${r.final.loss.toFixed(4)}`,
+    `final gradient norm ${r.finalGradNorm.toExponential(3)}  relative loss change over the ` +
+    `last window ${r.relativeChange === null ? "n/a" : r.relativeChange.toExponential(3)}`,
     `test ${r.metricName} ${m(r.final.metric)} (best ${m(r.best.metric)} at step ${r.best.step}; ` +
     `chance ${m(r.chance)})`,
   ];

@@ -1,7 +1,8 @@
 /**
  * The trainer: AdamW with linear warmup and a cosine decay, global grad-norm
- * clipping, evaluation every k steps, early stopping, a JSON-lines log,
- * resumable checkpoints, and a progress line on stderr.
+ * clipping, evaluation every k steps, early stopping, a plateau (convergence)
+ * criterion, full-batch training, a JSON-lines log, resumable checkpoints,
+ * and a progress line on stderr.
  *
  * A training step is one command buffer: upload the batch, forward, loss,
  * backward, the squared norm of every gradient, their sum, AdamW on every
@@ -14,7 +15,27 @@
  * an endless sequence of epochs, each a seeded shuffle of the training set.
  * Nothing else is random, so the same seed on the same adapter gives the same
  * loss curve, and a run resumed from a checkpoint continues the exact curve of
- * an uninterrupted one.
+ * an uninterrupted one. With `fullBatch`, every step uses the whole training
+ * set in index order (uploaded once), so each step's loss is the full-batch
+ * training loss at the parameters before that step's update.
+ *
+ * Training as an estimator (`plateauTol`, `gradTol`): instead of a fixed
+ * budget, a run stops when it has converged, with `steps` only a cap. With
+ * W = `plateauWindow`, L̄₁ the mean training loss of steps t−2W … t−W−1 and
+ * L̄₂ that of steps t−W … t−1, the loss criterion holds when
+ * |L̄₁ − L̄₂| / L̄₁ ≤ `plateauTol` (the relative change over one window; 0/0
+ * counts as 0); the gradient criterion holds when the global gradient norm
+ * (before clipping) stayed ≤ `gradTol` on each of the last W steps. The run
+ * has converged when every criterion that is on (tolerance > 0) holds; it is
+ * checked whenever the loss history is read back (every
+ * {@linkcode HISTORY_STEPS} steps and at every evaluation and checkpoint), so
+ * it stops at most that many steps after the criterion first holds.
+ * `TrainResult.converged` records whether it held when the run ended; a run
+ * that ends at the step cap without it (or with no criterion on) is not
+ * converged. With `fullBatch` the windows are means of exact full-batch
+ * losses and the norms are full-batch gradient norms; with minibatches they
+ * average minibatch losses (choose W of at least an epoch, n / batchSize steps).
+ * For unpenalised least squares set `weightDecay: 0` and `clip: 0`.
  *
  * @module
  */
@@ -72,8 +93,10 @@ export interface TrainConfig {
   expert?: ExpertFn;
   /** Optimisation steps. Default 1000. */
   steps: number;
-  /** Sequences per step. Default 32 (capped at n). */
+  /** Sequences per step. Default 32 (capped at n). Ignored when `fullBatch` is set. */
   batchSize: number;
+  /** Every step uses the whole training set (batch = n, index order, uploaded once). Default false. */
+  fullBatch: boolean;
   /** Peak learning rate. Default 3e-3 for the transformer, 1e-2 for the attention arch. */
   lr?: number;
   /** Linear warmup steps. Default 5% of the steps. */
@@ -96,6 +119,16 @@ export interface TrainConfig {
   patience: number;
   /** Stop once the test metric reaches this value. Default: none. */
   target?: number;
+  /**
+   * Steps per window of the convergence criterion (see the module doc): the
+   * mean loss of the last window is compared with the window before, and the
+   * gradient norm must stay under `gradTol` for the last window. Default 100.
+   */
+  plateauWindow: number;
+  /** Stop (converged) when the relative change of the window-mean training loss is ≤ this; 0 = off. Default 0. */
+  plateauTol: number;
+  /** Stop (converged) when the gradient norm stayed ≤ this over the last window; 0 = off. Default 0. */
+  gradTol: number;
   /** Sequences per evaluation batch. Default 256 (capped at the test size). */
   evalBatchSize: number;
   /** Write a JSON-lines log here. */
@@ -144,10 +177,29 @@ export interface TrainResult {
   model: ModelConfig;
   /** Trainable scalars. */
   parameterCount: number;
-  /** Steps taken (≤ the configured steps when stopped early). */
+  /** Steps taken: the step the run stopped at (≤ the configured steps, the cap, when stopped early). */
   steps: number;
-  /** Why training stopped: all steps done, no improvement for `patience` evaluations, or `target` reached. */
-  stopReason: "steps" | "patience" | "target";
+  /** Sequences per step actually used (n with `fullBatch`). */
+  batchSize: number;
+  /**
+   * Why training stopped: the step cap, no improvement for `patience`
+   * evaluations, `target` reached, or the convergence criterion (`plateauTol`
+   * / `gradTol`) met.
+   */
+  stopReason: "steps" | "patience" | "target" | "converged";
+  /**
+   * Whether the convergence criterion held when the run ended. False when no
+   * criterion is on, and for a run stopped by the step cap (or by patience or
+   * target) before the criterion held.
+   */
+  converged: boolean;
+  /**
+   * The loss criterion's statistic at the end: |L̄₁ − L̄₂| / L̄₁ over the last
+   * two windows of `plateauWindow` steps; null with fewer than 2 windows of steps.
+   */
+  relativeChange: number | null;
+  /** Global gradient norm (before clipping) of the last step; NaN if no step ran. */
+  finalGradNorm: number;
   /** Training loss of every step. */
   losses: number[];
   /** Global gradient norm of every step (before clipping). */
@@ -186,6 +238,10 @@ const DEFAULTS = {
   clip: 1,
   evalEvery: 100,
   patience: 0,
+  fullBatch: false,
+  plateauWindow: 100,
+  plateauTol: 0,
+  gradTol: 0,
   evalBatchSize: 256,
   progress: true,
 };
@@ -236,6 +292,12 @@ export function resolveTrainConfig(
   num("beta2", (v) => v >= 0 && v < 1, "in [0, 1)");
   num("eps", (v) => v > 0, "positive");
   num("clip", (v) => v >= 0, "≥ 0 (0 turns clipping off)");
+  if (typeof c.fullBatch !== "boolean") {
+    throw new RangeError(`fullBatch must be true or false, got ${String(c.fullBatch)}`);
+  }
+  int("plateauWindow", 1);
+  num("plateauTol", (v) => v >= 0 && Number.isFinite(v), "≥ 0 (0 turns it off)");
+  num("gradTol", (v) => v >= 0 && Number.isFinite(v), "≥ 0 (0 turns it off)");
   const warmup = c.warmup ?? Math.round(c.steps * 0.05);
   if (!Number.isInteger(warmup) || warmup < 0 || warmup > c.steps) {
     throw new RangeError(`warmup must be an integer in [0, steps], got ${warmup}`);
@@ -283,6 +345,44 @@ export function batchIndices(seed: number, step: number, batch: number, n: numbe
     out[i] = order[position - e * n];
   }
   return out;
+}
+
+/** Sequences per step: the whole training set with `fullBatch`, else `batchSize` capped at n. */
+export function effectiveBatchSize(c: Pick<TrainConfig, "batchSize" | "fullBatch">, n: number) {
+  return c.fullBatch ? n : Math.min(c.batchSize, n);
+}
+
+/** The convergence statistics of a loss and gradient-norm history (see the module doc). */
+export function convergenceState(
+  losses: readonly number[],
+  gradNorms: readonly number[],
+  c: Pick<TrainConfig, "plateauWindow" | "plateauTol" | "gradTol">,
+): { converged: boolean; relativeChange: number | null; windowMaxGradNorm: number | null } {
+  const w = c.plateauWindow;
+  let relativeChange: number | null = null;
+  if (losses.length >= 2 * w) {
+    let first = 0;
+    let last = 0;
+    for (let i = losses.length - 2 * w; i < losses.length - w; i++) first += losses[i];
+    for (let i = losses.length - w; i < losses.length; i++) last += losses[i];
+    first /= w;
+    last /= w;
+    const change = Math.abs(first - last);
+    relativeChange = change === 0 ? 0 : change / Math.abs(first);
+  }
+  let windowMaxGradNorm: number | null = null;
+  if (gradNorms.length >= w) {
+    windowMaxGradNorm = 0;
+    for (let i = gradNorms.length - w; i < gradNorms.length; i++) {
+      windowMaxGradNorm = Math.max(windowMaxGradNorm, gradNorms[i]);
+    }
+  }
+  const lossOk = c.plateauTol === 0 ||
+    (relativeChange !== null && relativeChange <= c.plateauTol);
+  const gradOk = c.gradTol === 0 ||
+    (windowMaxGradNorm !== null && windowMaxGradNorm <= c.gradTol);
+  const on = c.plateauTol > 0 || c.gradTol > 0;
+  return { converged: on && lossOk && gradOk, relativeChange, windowMaxGradNorm };
 }
 
 /** Model config for a task and a training config. */
@@ -334,7 +434,7 @@ export async function train(
   const device = c.device ?? await getDevice();
   const adapter = c.device ? "(caller's device)" : (await adapterReport()).description;
   const model = Model.create(device, modelConfig, c.seed);
-  const batchSize = Math.min(c.batchSize, task.trainSize);
+  const batchSize = effectiveBatchSize(c, task.trainSize);
   const evalBatch = Math.min(c.evalBatchSize, task.testSize);
   const [graph, evalGraph] = [
     await model.graph(batchSize, { backward: true }),
@@ -438,15 +538,27 @@ export async function train(
 
     // The untrained model's test metric: the baseline every curve starts from.
     if (startStep === 0) await evaluateNow();
-    while (step < c.steps) {
+    const criterionOn = c.plateauTol > 0 || c.gradTol > 0;
+    // A resumed run that had already converged takes no further step.
+    if (criterionOn && convergenceState(losses, gradNorms, c).converged) stopReason = "converged";
+    // Full batch: the whole training set in index order, uploaded once for every step.
+    if (c.fullBatch && stopReason === "steps" && step < c.steps) {
+      graph.upload(task.batch("train", Int32Array.from({ length: task.trainSize }, (_, i) => i)));
+    }
+    while (step < c.steps && stopReason === "steps") {
       const t0 = performance.now();
-      const indices = batchIndices(c.seed, step, batchSize, task.trainSize);
-      graph.upload(task.batch("train", indices));
+      if (!c.fullBatch) {
+        const indices = batchIndices(c.seed, step, batchSize, task.trainSize);
+        graph.upload(task.batch("train", indices));
+      }
       optimizer.encodeStep(graph, step, learningRate(step, c));
       step++;
       const due = (k: number) => step % k === 0 || step === c.steps;
       if (optimizer.pending === HISTORY_STEPS || due(c.evalEvery) || due(c.checkpointEvery)) {
         await flush();
+        if (criterionOn && convergenceState(losses, gradNorms, c).converged) {
+          stopReason = "converged";
+        }
       }
       trainSeconds += (performance.now() - t0) / 1000;
       progress.step(
@@ -456,8 +568,11 @@ export async function train(
       );
       if (due(c.evalEvery)) {
         const record = await evaluateNow();
-        if (c.target !== undefined && reached(record.metric, c.target, task)) stopReason = "target";
-        else if (c.patience > 0 && sinceBest >= c.patience) stopReason = "patience";
+        if (stopReason !== "steps") {
+          // converged: keep that reason
+        } else if (c.target !== undefined && reached(record.metric, c.target, task)) {
+          stopReason = "target";
+        } else if (c.patience > 0 && sinceBest >= c.patience) stopReason = "patience";
       }
       if (due(c.checkpointEvery) || stopReason !== "steps") await save();
       if (stopReason !== "steps") break;
@@ -466,6 +581,7 @@ export async function train(
     progress.done();
     const final = evals.at(-1)!;
     const best = bestEval(evals, task);
+    const convergence = convergenceState(losses, gradNorms, c);
     const result: TrainResult = {
       task: task.name,
       attention: c.attention,
@@ -477,7 +593,11 @@ export async function train(
       model: modelConfig,
       parameterCount: model.parameterCount,
       steps: step,
+      batchSize,
       stopReason,
+      converged: convergence.converged,
+      relativeChange: convergence.relativeChange,
+      finalGradNorm: gradNorms.at(-1) ?? NaN,
       losses,
       gradNorms,
       evals,
@@ -525,7 +645,7 @@ export async function prepareTrainingStep(
   const { config: c, task, model: modelConfig } = await planRun(config);
   const device = c.device ?? await getDevice();
   const model = Model.create(device, modelConfig, c.seed);
-  const batchSize = Math.min(c.batchSize, task.trainSize);
+  const batchSize = effectiveBatchSize(c, task.trainSize);
   const graph = await model.graph(batchSize, { backward: true });
   const optimizer = await Optimizer.create(device, model, c);
   return {
@@ -568,6 +688,7 @@ const RESUME_KEYS: (keyof TrainConfig)[] = [
   "causal",
   "expert",
   "batchSize",
+  "fullBatch",
   "lr",
   "warmup",
   "minLrRatio",
@@ -582,9 +703,11 @@ const RESUME_KEYS: (keyof TrainConfig)[] = [
 function checkResumable(saved: Record<string, unknown>, c: TrainConfig): void {
   const now = publicConfig(c);
   for (const key of RESUME_KEYS) {
-    if (JSON.stringify(saved[key]) !== JSON.stringify(now[key])) {
+    // A checkpoint from before an option existed holds that option's default.
+    const was = key in saved ? saved[key] : (DEFAULTS as Record<string, unknown>)[key];
+    if (JSON.stringify(was) !== JSON.stringify(now[key])) {
       throw new Error(
-        `the checkpoint was written with ${key} = ${JSON.stringify(saved[key])}, this run has ` +
+        `the checkpoint was written with ${key} = ${JSON.stringify(was)}, this run has ` +
           `${JSON.stringify(now[key])}; resume with the same settings or use a new checkpoint path`,
       );
     }
