@@ -10,14 +10,24 @@ import {
   type AttentionHeadParams,
   createTeacherTask,
   gatingMatrix,
+  headVoronoiLoss,
   parameterErrors,
   teacherAttentionWeights,
   type TeacherConfig,
   teacherForward,
   teacherHeads,
+  voronoiPower,
 } from "../training/tasks/teacher.ts";
+import { logLogSlope } from "../training/study/stats.ts";
 
 // ---------------------------------------------------------------- helpers
+
+function assertNear(actual: number, expected: number, tol: number, what = ""): void {
+  assert.ok(
+    Math.abs(actual - expected) <= tol,
+    `${what} expected ${expected} ± ${tol}, got ${actual}`,
+  );
+}
 
 function range(n: number, from = 0): number[] {
   return Array.from({ length: n }, (_, i) => from + i);
@@ -484,7 +494,12 @@ Deno.test("parameterErrors: zero for the teacher, invariant to permutations and 
   const [dim, r, outDim] = [5, 3, 4];
   const teacher = range(3).map(() => randomHead(rng, dim, r, outDim));
   const dims = { dim, outDim };
-  assert.deepEqual(parameterErrors(teacher, teacher, dims), { gating: 0, value: 0, voronoi: 0 });
+  assert.deepEqual(parameterErrors(teacher, teacher, dims), {
+    gating: 0,
+    value: 0,
+    voronoi: 0,
+    voronoiParts: { mass: 0, single: 0, multi: 0 },
+  });
 
   // Gauge: W_Q → W_Q M, W_K → W_K M⁻ᵀ with M = [[2, 1, 0], [0, 1, 0], [0, 0.5, 4]].
   const M = [[2, 1, 0], [0, 1, 0], [0, 0.5, 4]];
@@ -516,7 +531,9 @@ Deno.test("parameterErrors: zero for the teacher, invariant to permutations and 
   // Only the values wrong / only the gate wrong.
   const v = parameterErrors(teacher, teacher.map((h) => scaleHead(h, 1.5)), dims);
   assert.ok(v.gating === 0 && Math.abs(v.value - 0.5) < 1e-6, JSON.stringify(v));
-  assert.ok(Math.abs(v.voronoi - 0.5) < 1e-6, "only the value-mass term");
+  // Only the mass terms: |1.5 − 1| for each of the 3 cells.
+  assert.ok(Math.abs(v.voronoi - 1.5) < 1e-6, "only the value-mass term");
+  assert.ok(v.voronoiParts!.single < 1e-6 && v.voronoiParts!.multi === 0);
   // Negated gate, one head (with several heads a cross-matching can be cheaper): ‖−2A‖/‖A‖ = 2.
   const neg = { ...teacher[0], wq: teacher[0].wq.map((x) => -x) };
   const a = parameterErrors([teacher[0]], [neg], dims);
@@ -550,10 +567,122 @@ Deno.test("parameterErrors: over- and under-specified students go through Vorono
   // Permuting an over-specified student changes nothing.
   const sp = parameterErrors(teacher, [split[2], split[0], split[1]], dims);
   assert.deepEqual(sp, s);
-  // Under-specified: one head can fill only one cell; the empty one costs 1 (of 2 cells).
+  // Under-specified: one head can fill only one cell; the empty one costs its mass, 1.
   const u = parameterErrors(teacher, [teacher[1]], dims);
-  assert.ok(Math.abs(u.voronoi - 0.5) < 1e-12, JSON.stringify(u));
+  assert.ok(Math.abs(u.voronoi - 1) < 1e-12, JSON.stringify(u));
   assert.ok(u.gating > 0.3 && u.value > 0.3);
+});
+
+/** A head with W_Q = q·I, W_K = I (so A = q·I/√dim) and the given W_V, dim = r = outDim = 2. */
+function head2(q: number, wv: number[]): AttentionHeadParams {
+  return {
+    wq: Float32Array.from([q, 0, 0, q]),
+    wk: Float32Array.from([1, 0, 0, 1]),
+    wv: Float32Array.from(wv),
+  };
+}
+
+Deno.test("headVoronoiLoss: hand-computed values; powers differ by cell size and expert type", () => {
+  const dims = { dim: 2, outDim: 2 };
+  // Teacher: A* = I/√2 (‖A*‖ = 1), V* = I.
+  const teacher = [head2(1, [1, 0, 0, 1])];
+  // Over-specified: head 0 = (A*, 0.5·V*), head 1 = (1.2·A*, 0.7·V*): one cell of 2 heads,
+  // masses 0.5 + 0.7, a₁ = 0.2, u = 0. Linear experts (r̄(2) = 4):
+  // mass |1.2 − 1| = 0.2, multi 0.7·0.2⁴ = 0.00112.
+  const split = [head2(1, [0.5, 0, 0, 0.5]), head2(1.2, [0.7, 0, 0, 0.7])];
+  const a1 = Math.fround(1.2) - 1; // the heads are f32
+  const m1 = Math.fround(0.7);
+  const lin = headVoronoiLoss(teacher, split, dims);
+  assert.deepEqual(lin.cells, [[0, 1]]);
+  assertNear(lin.mass, 0.2, 1e-7);
+  assert.equal(lin.single, 0);
+  assertNear(lin.multi, m1 * a1 ** 4, 1e-12);
+  assertNear(lin.value, 0.2 + 0.7 * 0.2 ** 4, 1e-7);
+  // ReLU/GELU experts (strongly identifiable): power 2 in the same cell: 0.7·0.2² = 0.028.
+  for (const expert of ["relu", "gelu"] as const) {
+    assertNear(headVoronoiLoss(teacher, split, { ...dims, expert }).multi, m1 * a1 ** 2, 1e-12);
+  }
+  // Rotating head 0's values by 90°: u₀ = ‖R − I‖/√2 = √2, so 0.5·(√2)⁴ = 2 joins the multi term.
+  const rotated = [head2(1, [0, 0.5, -0.5, 0]), split[1]];
+  assertNear(headVoronoiLoss(teacher, rotated, dims).value, 0.2 + 2 + m1 * a1 ** 4, 1e-7);
+  // The same gate error alone in a cell of one head keeps first powers: |0.7 − 1| + 0.7·0.2.
+  const one = headVoronoiLoss(teacher, [split[1]], dims);
+  assert.deepEqual([one.multi, one.cells], [0, [[0]]]);
+  assertNear(one.value, 0.3 + 0.7 * 0.2, 1e-7);
+  // Zero at the truth and at its exact splits, for every expert type.
+  for (const expert of ["linear", "relu", "gelu"] as const) {
+    assert.equal(headVoronoiLoss(teacher, teacher, { ...dims, expert }).value, 0);
+    const exact = [head2(1, [0.25, 0, 0, 0.25]), head2(1, [0.75, 0, 0, 0.75])];
+    assertNear(headVoronoiLoss(teacher, exact, { ...dims, expert }).value, 0, 1e-15); // rounding
+  }
+  // Powers: 1 for one head; linear r̄(m) = 2m; 2 for non-linear experts.
+  assert.deepEqual([1, 2, 3, 4].map((m) => voronoiPower("linear", m)), [1, 4, 6, 8]);
+  assert.deepEqual([1, 2, 3].map((m) => voronoiPower("relu", m)), [1, 2, 2]);
+  assert.equal(voronoiPower("gelu", 5), 2);
+  throwsRange(() => voronoiPower("linear", 0), "cellSize");
+  throwsRange(
+    () => headVoronoiLoss(teacher, split, { ...dims, expert: "tanh" as "relu" }),
+    "expert",
+  );
+});
+
+Deno.test("headVoronoiLoss: bit-identical under any order of the student heads", () => {
+  const rng = new Rng(31);
+  const [dim, r, outDim] = [4, 3, 3];
+  const dims = { dim, outDim, expert: "gelu" as const };
+  const teacher = range(2).map(() => randomHead(rng, dim, r, outDim));
+  const jitter = (h: AttentionHeadParams, s: number) => ({
+    wq: h.wq.map((x) => x + 0.03 * rng.normal()),
+    wk: h.wk,
+    wv: h.wv.map((x) => s * x + 0.03 * rng.normal()),
+  });
+  const student = [
+    jitter(teacher[0], 0.2),
+    jitter(teacher[1], 1),
+    jitter(teacher[0], 0.5),
+    jitter(teacher[0], 0.3),
+  ];
+  const base = headVoronoiLoss(teacher, student, dims);
+  assert.deepEqual(base.cells, [[0, 2, 3], [1]]);
+  assert.ok(base.multi > 0 && base.single > 0);
+  for (const perm of [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]) {
+    const p = headVoronoiLoss(teacher, perm.map((i) => student[i]), dims);
+    assert.equal(p.value, base.value, `order ${perm}`);
+    assert.deepEqual([p.mass, p.single, p.multi], [base.mass, base.single, base.multi]);
+  }
+});
+
+Deno.test("headVoronoiLoss: the rate it must show on a synthetic sequence of over-specified fits", () => {
+  // Fits whose single-head cell is off by ε = n^(−1/2) and whose split cell (2 heads) is off
+  // by δ = n^(−1/(2r)), the slower rate of split atoms: with the cell powers r, every term
+  // scales as n^(−1/2), and so must the loss (log-log slope −1/2). A loss with first
+  // powers everywhere would show δ's slope, −1/(2r), instead.
+  const rng = new Rng(32);
+  const [dim, r, outDim] = [4, 4, 3];
+  const teacher = range(2).map(() => randomHead(rng, dim, r, outDim));
+  const directions = range(3).map(() => rng.normals(dim * r, 0.02));
+  const off = (h: AttentionHeadParams, e: Float32Array, size: number, mass: number) => ({
+    wq: h.wq.map((x, p) => x + size * e[p]),
+    wk: h.wk,
+    wv: h.wv.map((x) => mass * x),
+  });
+  const ns = [1e4, 1e5, 1e6, 1e7, 1e8];
+  for (const [expert, power] of [["linear", 4], ["relu", 2]] as const) {
+    const losses = ns.map((n) => {
+      const delta = n ** (-1 / (2 * power));
+      const eps = n ** -0.5;
+      const fit = [
+        off(teacher[0], directions[0], delta, 0.4),
+        off(teacher[1], directions[2], eps, 1),
+        off(teacher[0], directions[1], delta, 0.6),
+      ];
+      const loss = headVoronoiLoss(teacher, fit, { dim, outDim, expert });
+      assert.deepEqual(loss.cells, [[0, 2], [1]]);
+      return loss.value;
+    });
+    const slope = logLogSlope(ns, losses).slope;
+    assertNear(slope, -0.5, 2e-3, `${expert} slope`);
+  }
 });
 
 Deno.test("parameterErrors: shape validation", () => {

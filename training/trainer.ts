@@ -153,8 +153,13 @@ export interface EvalRecord {
   loss: number;
   /** The task's metric on the test set. */
   metric: number;
-  /** Teacher task only: parameter recovery. */
-  parameterErrors?: { gating: number; value: number; voronoi: number };
+  /** Teacher task only: parameter recovery (the Voronoi loss uses the teacher's expert type). */
+  parameterErrors?: {
+    gating: number;
+    value: number;
+    voronoi: number;
+    voronoiParts?: { mass: number; single: number; multi: number };
+  };
 }
 
 /** What {@linkcode train} returns. */
@@ -778,6 +783,7 @@ async function evaluate(task: Task, model: Model, graph: Graph, step: number): P
       {
         dim: c.width,
         outDim: c.headDim,
+        expert: (task as TeacherTask).config.expert,
       },
     );
   }

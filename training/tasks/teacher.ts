@@ -34,6 +34,35 @@
  * is outDim·noise²). Chance is the function error of predicting 0, i.e. the
  * mean of ‖Y*_i‖² over the test set.
  *
+ * Over-specification, and what this task can test. In the papers' theory
+ * (arXiv 2405.13997, 2410.11222, 2502.00281) the slow rates that separate
+ * sigmoid from softmax gating belong to the least-squares estimator of an
+ * *over-specified* mixture: more fitted experts than true ones, each with its
+ * own gate, competing for gate mass, so that several fitted experts split a
+ * true one (the cells of {@linkcode headVoronoiLoss} holding several heads).
+ * 2502.00281 reads one attention head as such a mixture: row i mixes L
+ * experts, one per key position j, with quadratic gates x_iᵀ A x_j and
+ * experts W_V x_j, and every expert shares the one A and W_V. That mixture has
+ * exactly L experts in teacher and student alike; a student head cannot hold
+ * more experts than the teacher's, so one attention head is always exactly
+ * specified in the theory's sense. The only place an attention student can
+ * over-specify is across heads, and that is outside the theory: heads are
+ * summed, not gated against each other (each softmax head normalises over
+ * its own keys, a sigmoid head gates each entry on its own), so two student
+ * heads that share one teacher head's work do not compete for its gate mass;
+ * for linear experts only the sum of their value matrices is identified, a
+ * flat direction of the least-squares problem rather than the singular
+ * point the theorems' rates come from; and 2502.00281 leaves multi-head
+ * attention to future work. So in sigmax: the attention-native teacher–student
+ * study fits k = k* heads (the estimator study of an exactly specified
+ * model; its function error has the parametric rate for both gates, so it is
+ * a control of the estimator on the WebGPU kernels, not a test of the
+ * over-specified theorems), and over-specification is studied where the
+ * theory puts it, on the papers' mixture of experts in training/moe/. A
+ * student with more heads than the teacher is reported as an
+ * over-parameterised architecture, and its Voronoi loss over heads is our
+ * adaptation of the papers' loss, not theirs.
+ *
  * Data layout: test example `i` uses block `i` and train example `i` block
  * `-(i + 1)` of one {@linkcode Rng} cycle whose start is a hash of the seed,
  * each block exactly one example's draws long (inputs, then noise), so the
@@ -120,8 +149,24 @@ export interface ParameterErrors {
   gating: number;
   /** Relative Frobenius error of the value matrices W_V after matching heads. */
   value: number;
-  /** Voronoi loss (mean over teacher heads), see {@linkcode parameterErrors}. */
+  /** Voronoi loss over heads, see {@linkcode headVoronoiLoss}. */
   voronoi: number;
+  /** Its three parts (they sum to `voronoi`); absent in results written before they existed. */
+  voronoiParts?: { mass: number; single: number; multi: number };
+}
+
+/** Result of {@linkcode headVoronoiLoss}. */
+export interface HeadVoronoiLoss {
+  /** The loss: mass + single + multi. */
+  value: number;
+  /** Σ_j |Σ_{i∈𝒱_j} m_ij − 1|: each cell's value mass against the teacher head's (1). */
+  mass: number;
+  /** Cells holding one student head: Σ m_ij (a_ij + u_ij), first powers. */
+  single: number;
+  /** Cells holding several: Σ m_ij (a_ij^r + u_ij^r), r = {@linkcode voronoiPower}. */
+  multi: number;
+  /** Per teacher head j, the student heads in its Voronoi cell 𝒱_j (ascending). */
+  cells: number[][];
 }
 
 const MAX_SIZE = 1024;
@@ -444,34 +489,15 @@ export function gatingMatrix(head: AttentionHeadParams, dim: number): Float64Arr
  * programming over subsets, k ≤ 16), and
  * gating = √(Σ_j ‖A_π(j) − A*_j‖² / Σ_j ‖A*_j‖²),
  * value = √(Σ_j ‖V_π(j) − V*_j‖² / Σ_j ‖V*_j‖²).
- * Otherwise (over- or under-specified student) via the Voronoi cells below:
+ * Otherwise (over- or under-specified student) via the Voronoi cells of
+ * {@linkcode headVoronoiLoss}:
  * cell j is summarised by V̂_j = Σ_{i∈𝒱_j} V_i (summed heads add their values)
  * and Â_j = the average of the A_i, i ∈ 𝒱_j, weighted by ‖V_i‖ (plain mean if
  * all are 0); an empty cell has Â_j = 0, V̂_j = 0; gating and value are the
  * same relative errors with Â_j, V̂_j in place of A_π(j), V_π(j).
  *
- * Voronoi loss, in the style of the Voronoi losses of the mixture-of-experts
- * literature (Nguyen, Ho, Rinaldo and coauthors; the loss arXiv:2502.00281 uses)
- * adapted to attention heads that are summed rather than gated by mixture
- * weights. Distances are relative, so the loss is scale-free:
- * d(i, j) = ‖A_i − A*_j‖/‖A*_j‖ + ‖V_i − V*_j‖/‖V*_j‖; the cell of teacher head
- * j is 𝒱_j = {i : j = argmin_l d(i, l)} (ties to the lower l); and
- *
- *   voronoi = (1/k*) Σ_j [ ‖Σ_{i∈𝒱_j} V_i − V*_j‖/‖V*_j‖
- *                          + Σ_{i∈𝒱_j} (‖V_i‖/‖V*_j‖)·‖A_i − A*_j‖/‖A*_j‖ ].
- *
- * The first term plays the role of the mixing-weight mass term (summed heads
- * in one cell must add up to the teacher head's value; an empty cell costs 1,
- * the teacher head's whole relative norm); the second is the per-head gating
- * discrepancy, weighted by the head's share of the value norm the way the MoE
- * losses weight by mixing weight, so a head with W_V ≈ 0 (which contributes
- * nothing) costs almost nothing. It is 0 exactly when every cell's heads share
- * the teacher's A and their values sum to the teacher's, which for linear
- * experts is exactly when the layers agree head by head (for ReLU/GELU experts
- * a split head must also keep its values' direction, which this loss does not
- * check). Unlike the MoE losses this uses first powers throughout, not squared
- * terms for over-specified cells. All three numbers are invariant to permuting
- * student heads and to the Q/K gauge.
+ * Voronoi loss: the papers' loss over mixing measures (below), with attention
+ * heads as its atoms; see {@linkcode headVoronoiLoss}.
  *
  * Identifiability: a softmax row is unchanged by adding a constant to all its
  * scores, so a term of A that only depends on the query, x_i A x_jᵀ = f(x_i),
@@ -480,11 +506,16 @@ export function gatingMatrix(head: AttentionHeadParams, dim: number): Float64Arr
  * independent of x_j forces M = 0), so A is identified for softmax as well as
  * sigmoid, and the relative error of A is a fair measure for both. A student
  * with key biases or inputs with a constant coordinate would break this.
+ *
+ * @param teacher The teacher's heads.
+ * @param student The student's heads, in teacher coordinates.
+ * @param dims Input and output dimension, and the experts' activation (the
+ *   teacher's; default `"linear"`), which sets the Voronoi loss's powers.
  */
 export function parameterErrors(
   teacher: readonly AttentionHeadParams[],
   student: readonly AttentionHeadParams[],
-  dims: { dim: number; outDim: number },
+  dims: { dim: number; outDim: number; expert?: TeacherExpert },
 ): ParameterErrors {
   const { dim, outDim } = dims;
   if (teacher.length < 1) throw new RangeError("parameterErrors: teacher needs at least one head");
@@ -502,31 +533,8 @@ export function parameterErrors(
   const sVn = sV.map(norm);
   const safe = (x: number): number => (x > 0 ? x : 1);
 
-  // Voronoi cells.
-  const cells: number[][] = Array.from({ length: kT }, () => []);
-  for (let i = 0; i < kS; i++) {
-    let best = Infinity;
-    let arg = 0;
-    for (let j = 0; j < kT; j++) {
-      const d = dist(sA[i], tA[j]) / safe(tAn[j]) + dist(sV[i], tV[j]) / safe(tVn[j]);
-      if (d < best) {
-        best = d;
-        arg = j;
-      }
-    }
-    cells[arg].push(i);
-  }
-  let voronoi = 0;
-  for (let j = 0; j < kT; j++) {
-    const vSum = new Float64Array(dim * outDim);
-    let gate = 0;
-    for (const i of cells[j]) {
-      for (let p = 0; p < vSum.length; p++) vSum[p] += sV[i][p];
-      gate += (sVn[i] / safe(tVn[j])) * (dist(sA[i], tA[j]) / safe(tAn[j]));
-    }
-    voronoi += dist(vSum, tV[j]) / safe(tVn[j]) + gate;
-  }
-  voronoi /= kT;
+  const loss = headVoronoiLoss(teacher, student, dims);
+  const cells = loss.cells;
 
   const totalA = safe(tAn.reduce((s, x) => s + x * x, 0));
   const totalV = safe(tVn.reduce((s, x) => s + x * x, 0));
@@ -561,7 +569,139 @@ export function parameterErrors(
       errV += dist2(vHat, tV[j]);
     }
   }
-  return { gating: Math.sqrt(errA / totalA), value: Math.sqrt(errV / totalV), voronoi };
+  return {
+    gating: Math.sqrt(errA / totalA),
+    value: Math.sqrt(errV / totalV),
+    voronoi: loss.value,
+    voronoiParts: { mass: loss.mass, single: loss.single, multi: loss.multi },
+  };
+}
+
+/**
+ * The power of a Voronoi cell's per-head terms: 1 in a cell holding one
+ * student head; in a cell holding m ≥ 2, 2 for strongly identifiable
+ * (ReLU, GELU) experts and r̄(m) for linear (weakly identifiable) experts.
+ *
+ * The papers' losses raise the terms of atoms that split a true atom to the
+ * power at which the loss matches the regression-function error, 2 for
+ * strongly identifiable experts (2405.13997 for ReLU/GELU feed-forward
+ * experts; 2410.11222 for non-linear experts after a quadratic gate). For
+ * linear experts we take r̄(m) = 2m: r̄(2) = 4 and r̄(3) = 6 are the values of
+ * the polynomial system behind softmax-gated mixtures of linear experts
+ * (Nguyen, Nguyen, Ho 2023, arXiv 2305.03288, Lemma 1); 2m for m ≥ 4 is our
+ * extrapolation (the same choice as training/moe/voronoi.ts).
+ *
+ * @throws {RangeError} if `cellSize` is not a positive integer.
+ */
+export function voronoiPower(expert: TeacherExpert, cellSize: number): number {
+  if (!Number.isInteger(cellSize) || cellSize < 1) {
+    throw new RangeError(`cellSize must be a positive integer, got ${cellSize}`);
+  }
+  if (cellSize === 1) return 1;
+  return expert === "linear" ? 2 * cellSize : 2;
+}
+
+/**
+ * The Voronoi loss between a student attention layer and the teacher, with
+ * heads as the atoms of the papers' mixing measures.
+ *
+ * The papers' loss (arXiv 2405.13997 §3, 2502.00281 §3–4, 2410.11222 §3; the
+ * same form as 2305.03288's D₁): true atoms j with gate mass w*_j, gate
+ * parameters β*_j and expert parameters η*_j; each fitted atom i joins the
+ * Voronoi cell 𝒜_j of its nearest true atom (by the non-mass parameters);
+ *
+ *   D = Σ_j |Σ_{i∈𝒜_j} w_i − w*_j|
+ *       + Σ_{j:|𝒜_j|=1} Σ_{i∈𝒜_j} w_i (‖Δβ_ij‖ + ‖Δη_ij‖)
+ *       + Σ_{j:|𝒜_j|>1} Σ_{i∈𝒜_j} w_i (‖Δβ_ij‖^r + ‖Δη_ij‖^r),
+ *
+ * with w = exp(β₀) (softmax) or σ(β₀) (sigmoid) and r as in
+ * {@linkcode voronoiPower}. It is 0 exactly at the truth and at its exact
+ * splits (atoms equal to a true atom whose masses add up to its mass).
+ *
+ * Heads (our adaptation: attention heads are summed, not gated against each
+ * other, and a head has no gate constant β₀): what a head contributes scales
+ * with its value matrix, so its mass relative to teacher head j is
+ * m_ij = ‖V_i‖/‖V*_j‖ and its expert parameter is the direction of V_i. With
+ * relative distances a_ij = ‖A_i − A*_j‖/‖A*_j‖ (A = W_Q W_Kᵀ/√r) and
+ * u_ij = ‖V_i/‖V_i‖ − V*_j/‖V*_j‖‖ (u_ij = 1 for V_i = 0), head i joins the
+ * cell of argmin_j (a_ij + u_ij) (ties to the lower j), and
+ *
+ *   D = Σ_j |Σ_{i∈𝒱_j} m_ij − 1| + Σ_{|𝒱_j|=1} m_ij (a_ij + u_ij)
+ *       + Σ_{|𝒱_j|>1} Σ_{i∈𝒱_j} m_ij (a_ij^r + u_ij^r).
+ *
+ * An empty cell costs 1 (its mass term). Heads that split a teacher head
+ * with its A and V's direction and masses summing to 1 cost 0, which for
+ * linear experts is exactly a split that computes the same layer; a dead
+ * head (V = 0) costs nothing but still counts in its cell's size, as a
+ * vanishing atom does in the papers. Every term is scale-free, invariant to
+ * the order of the student heads (each cell's terms are summed in sorted
+ * order, so the value is bit-identical under permutations) and to the Q/K
+ * gauge. It is not the function error: for linear experts a split whose
+ * value directions differ but sum to V* computes the teacher's layer and
+ * still costs > 0, as in the papers' losses.
+ *
+ * @throws {RangeError} on empty head lists or shapes that do not match `dims`.
+ */
+export function headVoronoiLoss(
+  teacher: readonly AttentionHeadParams[],
+  student: readonly AttentionHeadParams[],
+  dims: { dim: number; outDim: number; expert?: TeacherExpert },
+): HeadVoronoiLoss {
+  const { dim, outDim } = dims;
+  const expert = dims.expert ?? "linear";
+  if (expert !== "linear" && expert !== "relu" && expert !== "gelu") {
+    throw new RangeError(`expert must be "linear", "relu" or "gelu", got ${String(expert)}`);
+  }
+  if (teacher.length < 1) throw new RangeError("headVoronoiLoss: teacher needs at least one head");
+  if (student.length < 1) throw new RangeError("headVoronoiLoss: student needs at least one head");
+  for (const h of teacher) headRank(h, dim, outDim, "headVoronoiLoss (teacher)");
+  for (const h of student) headRank(h, dim, outDim, "headVoronoiLoss (student)");
+  const tA = teacher.map((h) => gatingMatrix(h, dim));
+  const sA = student.map((h) => gatingMatrix(h, dim));
+  const tV = teacher.map((h) => Float64Array.from(h.wv));
+  const sV = student.map((h) => Float64Array.from(h.wv));
+  const safe = (x: number): number => (x > 0 ? x : 1);
+  const tAn = tA.map(norm);
+  const tVn = tV.map(norm);
+  const sVn = sV.map(norm);
+  const unit = (v: Float64Array, n: number) => v.map((x) => (n > 0 ? x / n : 0));
+  const tU = tV.map((v, j) => unit(v, tVn[j]));
+  const sU = sV.map((v, i) => unit(v, sVn[i]));
+  const kT = teacher.length;
+  const kS = student.length;
+  const a = (i: number, j: number) => dist(sA[i], tA[j]) / safe(tAn[j]);
+  const u = (i: number, j: number) => (sVn[i] > 0 ? dist(sU[i], tU[j]) : 1);
+  const m = (i: number, j: number) => sVn[i] / safe(tVn[j]);
+
+  const cells: number[][] = Array.from({ length: kT }, () => []);
+  for (let i = 0; i < kS; i++) {
+    let best = Infinity;
+    let arg = 0;
+    for (let j = 0; j < kT; j++) {
+      const d = a(i, j) + u(i, j);
+      if (d < best) {
+        best = d;
+        arg = j;
+      }
+    }
+    cells[arg].push(i);
+  }
+  const sorted = (xs: number[]) => xs.sort((x, y) => x - y).reduce((t, x) => t + x, 0);
+  let mass = 0;
+  let single = 0;
+  let multi = 0;
+  for (let j = 0; j < kT; j++) {
+    const cell = cells[j];
+    mass += Math.abs(sorted(cell.map((i) => m(i, j))) - 1);
+    if (cell.length === 1) {
+      const i = cell[0];
+      single += m(i, j) * (a(i, j) + u(i, j));
+    } else if (cell.length > 1) {
+      const r = voronoiPower(expert, cell.length);
+      multi += sorted(cell.map((i) => m(i, j) * (a(i, j) ** r + u(i, j) ** r)));
+    }
+  }
+  return { value: mass + single + multi, mass, single, multi, cells };
 }
 
 /** perm[j] = the student head matched to teacher head j, minimising Σ_j cost(j, perm[j]). */
