@@ -5,22 +5,44 @@
  */
 
 import { parseArgs } from "node:util";
-import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
-import { readRuns, runStudy } from "../training/study/runner.ts";
-import { writeStudyReport } from "./study_report.ts";
+import {
+  isPaperPreset,
+  type MoeRunSpec,
+  PAPER_PRESETS,
+  paperGrid,
+  parseShard,
+  type RunSpec,
+  shardOf,
+  STUDY_PRESETS,
+  studyGrid,
+} from "../training/study/grid.ts";
+import { readMoeRuns, readRuns, runStudy } from "../training/study/runner.ts";
+import { writePaperReport, writeStudyReport } from "./study_report.ts";
 
-const USAGE = `usage: deno task study -- --preset quick|full [options]
+const USAGE = `usage: deno task study -- --preset paper-quick|paper|quick|full [options]
 
-Trains softmax and sigmoid attention over a grid of training-set sizes n and
-seeds (paired: the same data and initial weights for both), then analyses the
-runs (means with bootstrap 95% intervals, log-log slopes, samples- and
-steps-to-target, paired differences) and writes study.json, study.md and
-study.html in the output folder.
+The paper study (paper-quick, paper, paper-tiny): the least-squares estimator
+of the papers' quadratic-gating mixture of experts (arXiv 2502.00281,
+2405.13997, 2410.11222), fitted in f64 with the same gate as the truth
+(sigmoid on sigmoid, softmax on softmax), over-specified (k* + 1 experts) and
+exact-specified (the control), over n and seeds; reports the Voronoi loss
+against n for both gates, log-log slopes, the paired slope difference
+sigmoid − softmax with t and BCa intervals, Holm-adjusted tests, local slopes,
+and convergence diagnostics.
 
-  --preset NAME       quick (this 2-core machine: under 45 minutes), full (sized
-                      for a GPU: hours), or tiny (seconds; for tests)
+The attention study (quick, full, tiny): trains softmax and sigmoid attention
+over a grid of training-set sizes n and seeds (paired: the same data and
+initial weights for both), then analyses the runs (means with bootstrap 95%
+intervals, log-log slopes, samples- and steps-to-target, paired differences).
+
+Both write study.json, study.md and study.html in the output folder.
+
+  --preset NAME       paper-quick (this 2-core machine: well under 60 minutes),
+                      paper (a bigger machine or --shard: about 40x the work),
+                      paper-tiny (seconds; tests); quick (this machine: under
+                      45 minutes), full (sized for a GPU: hours), tiny (tests)
   --task LIST         only these cells or tasks, comma-separated (e.g. count,mqar
-                      or teacher-sigmoid-relu)
+                      or teacher-sigmoid-relu, or over-dense-linear-partially)
   --shard i/n         run only every n-th run of the grid, starting at the i-th;
                       shards can run on different machines into copies of the
                       same folder, then merge the runs/ folders and run
@@ -32,7 +54,10 @@ study.html in the output folder.
   -h, --help          this help
 
 Re-running the same command skips finished runs and resumes an interrupted
-one from its checkpoint. Exit codes: 0 done, 1 failure, 2 bad options.`;
+one from its checkpoint (a paper run, seconds long, is fitted again). The
+paper study runs seed by seed, so a study cut short leaves whole seeds; its
+report analyses the seeds whose runs are all done and says which are missing.
+Exit codes: 0 done, 1 failure, 2 bad options.`;
 
 class UsageError extends Error {}
 
@@ -60,16 +85,24 @@ export async function studyMain(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  let grid, dir: string, shard, checkpointEvery = 50;
+  let grid: (RunSpec | MoeRunSpec)[], dir: string, shard, checkpointEvery = 50;
+  const paper = isPaperPreset(values.preset ?? "");
   try {
     const name = values.preset as keyof typeof STUDY_PRESETS;
-    if (!values.preset || !(name in STUDY_PRESETS)) {
+    if (!values.preset || (!paper && !Object.hasOwn(STUDY_PRESETS, name))) {
       throw new UsageError(
-        `--preset must be quick, full or tiny, got ${JSON.stringify(values.preset)}`,
+        `--preset must be paper-quick, paper, paper-tiny, quick, full or tiny, got ${
+          JSON.stringify(values.preset)
+        }`,
       );
     }
-    const preset = STUDY_PRESETS[name];
-    grid = studyGrid(preset, values.task?.split(",").map((s) => s.trim()).filter(Boolean));
+    const cells = values.task?.split(",").map((s) => s.trim()).filter(Boolean);
+    const preset = paper
+      ? PAPER_PRESETS[values.preset as keyof typeof PAPER_PRESETS]
+      : STUDY_PRESETS[name];
+    grid = paper
+      ? paperGrid(PAPER_PRESETS[values.preset as keyof typeof PAPER_PRESETS], cells)
+      : studyGrid(STUDY_PRESETS[name], cells);
     shard = values.shard ? parseShard(values.shard) : undefined;
     dir = values.out ?? `results/study-${preset.name}`;
     if (values["checkpoint-every"] !== undefined) {
@@ -88,7 +121,14 @@ export async function studyMain(args: string[]): Promise<number> {
     if (!values.quiet) console.error(line);
   };
   if (!values.analyze) {
-    const runs = shard ? shardOf(grid, shard) : grid;
+    let runs = shard ? shardOf(grid, shard) : grid;
+    // The paper study goes seed by seed (cheap n first), so a cut-short run leaves whole seeds.
+    if (paper) {
+      runs = [...runs].sort((a, b) =>
+        a.seed - b.seed || (a.cell < b.cell ? -1 : a.cell > b.cell ? 1 : 0) || a.n - b.n ||
+        (a.attention < b.attention ? -1 : 1)
+      );
+    }
     log(
       `study ${values.preset}: ${runs.length} runs` +
         (shard ? ` (shard ${shard.index}/${shard.count} of ${grid.length})` : "") + ` → ${dir}`,
@@ -99,6 +139,20 @@ export async function studyMain(args: string[]): Promise<number> {
         `${summary.skipped.length} already done, ${summary.seconds.toFixed(0)} s`,
     );
   }
+  if (paper) {
+    const records = await readMoeRuns(dir);
+    const finished = new Set(records.map((r) => r.spec.id));
+    const missing = grid.filter((r) => !finished.has(r.id)).length;
+    if (missing > 0) {
+      log(
+        `study: ${missing} of ${grid.length} runs are not in ${dir}; the report analyses the ` +
+          `seeds whose runs are all done`,
+      );
+    }
+    const written = await writePaperReport(dir, values.preset!, records);
+    log(`study: analysis → ${written.join(", ")}`);
+    return 0;
+  }
   const finished = new Set((await readRuns(dir)).map((r) => r.spec.id));
   const missing = grid.filter((r) => !finished.has(r.id));
   if (missing.length > 0) {
@@ -108,7 +162,7 @@ export async function studyMain(args: string[]): Promise<number> {
     );
     return values.analyze ? 1 : 0;
   }
-  const written = await writeStudyReport(dir, values.preset!, grid);
+  const written = await writeStudyReport(dir, values.preset!, grid as RunSpec[]);
   log(`study: analysis → ${written.join(", ")}`);
   return 0;
 }

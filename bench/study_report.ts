@@ -28,20 +28,23 @@
  */
 
 import {
+  analyzePaperStudy,
   analyzeStudy,
+  type PaperAnalysis,
+  type PaperCellAnalysis,
   type StudyAnalysis,
   type TaskAnalysis,
   type TeacherAnalysis,
   type TeacherCurve,
 } from "../training/study/analyze.ts";
 import type { RunSpec } from "../training/study/grid.ts";
-import { readRuns, writeAtomic } from "../training/study/runner.ts";
+import { type MoeRunRecord, readRuns, writeAtomic } from "../training/study/runner.ts";
 import type { Interval } from "../training/study/stats.ts";
 import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "./report.ts";
 import { drawChartsScript, pageStyle } from "./page.ts";
 
-import { studyMarkdown } from "./study_markdown.ts";
-export { studyMarkdown };
+import { paperCellTitle, paperMarkdown, studyMarkdown } from "./study_markdown.ts";
+export { paperMarkdown, studyMarkdown };
 
 type Act = "softmax" | "sigmoid";
 
@@ -69,7 +72,9 @@ interface ChartSpec {
   yLog: boolean;
   /** How the page formats values in tooltips. */
   format: "sci" | "fixed";
-  series: { label: string; color: string; band: string; points: BandPoint[] }[];
+  series: { label: string; color: string; band: string; points: BandPoint[]; dash?: number[] }[];
+  /** The x axis title (default: training sequences). */
+  xTitle?: string;
   /** Horizontal reference lines: the target (dashed) and chance (dotted). */
   lines: { label: string; y: number; color: string; dash: number[] }[];
 }
@@ -501,7 +506,8 @@ const PAGE_SCRIPT = String.raw`(function () {
           return { x: Math.log2(p.n), y: p.y, n: p.n, low: p.low, high: p.high };
         }),
         borderColor: s.color, backgroundColor: s.color, pointBackgroundColor: s.color,
-        borderWidth: 2, pointRadius: 3, fill: false, tension: 0
+        borderWidth: s.dash ? 1.5 : 2, pointRadius: s.dash ? 0 : 3, borderDash: s.dash || [],
+        fill: false, tension: 0
       });
     });
     spec.lines.forEach(function (l) {
@@ -545,7 +551,7 @@ const PAGE_SCRIPT = String.raw`(function () {
             type: "linear",
             min: lo - pad,
             max: hi + pad,
-            title: { display: true, text: "n, training sequences (log\u2082 scale)" },
+            title: { display: true, text: spec.xTitle || "n, training sequences (log\u2082 scale)" },
             ticks: {
               stepSize: 1,
               includeBounds: false,
@@ -667,5 +673,204 @@ export async function writeStudyReport(
   await writeAtomic(files[0], JSON.stringify(analysis, null, 1));
   await writeAtomic(files[1], studyMarkdown(analysis));
   await writeAtomic(files[2], await studyHtml(analysis));
+  return files;
+}
+
+// ---------------------------------------------------------------------------
+// The paper study's page
+
+const GATES = ["sigmoid", "softmax"] as const;
+
+function paperCellHtml(
+  c: PaperCellAnalysis,
+  id: (base: string) => string,
+  specs: ChartSpec[],
+): string {
+  const title = paperCellTitle(c);
+  if (c.curves.length === 0) {
+    return `<h3>${escapeHtml(c.cell)}</h3>\n<p class="about">${escapeHtml(title)}</p>\n` +
+      note(`No analysis: ${c.verdictText}.`);
+  }
+  const lo = Math.min(...c.ns), hi = Math.max(...c.ns);
+  const series: ChartSpec["series"] = [];
+  for (const gate of GATES) {
+    const k = c.curves.find((x) => x.gate === gate)!;
+    series.push({
+      label: `${gate} (mean log, t 95%)`,
+      color: COLORS[gate],
+      band: BANDS[gate],
+      points: bandPoints(k.points.map((p) => ({ n: p.n, ci: p.voronoi })), true),
+    });
+    const line = (n: number) => Math.exp(k.fit.intercept + k.fit.slope * Math.log(n));
+    series.push({
+      label: `${gate} fit: slope ${k.fit.slope.toFixed(2)}`,
+      color: COLORS[gate],
+      band: "rgba(0,0,0,0)",
+      dash: [6, 4],
+      points: [lo, hi].map((n) => ({ n, y: line(n), low: null, high: null })),
+    });
+  }
+  const main: ChartSpec = {
+    id: id(`chart-paper-${slug(c.cell)}`),
+    title: `Voronoi loss vs n: ${c.cell}`,
+    yTitle: "Voronoi loss D(Ĝ, G*)",
+    xTitle: "n, samples (log\u2082 scale)",
+    yLog: true,
+    format: "sci",
+    series,
+    lines: [],
+  };
+  const local: ChartSpec = {
+    id: id(`chart-paper-local-${slug(c.cell)}`),
+    title: `local slopes (windows of 3 n): ${c.cell}`,
+    yTitle: "slope of ln D on ln n",
+    xTitle: "n at the window's centre (log\u2082 scale)",
+    yLog: false,
+    format: "fixed",
+    series: GATES.map((gate) => {
+      const k = c.curves.find((x) => x.gate === gate)!;
+      return {
+        label: gate,
+        color: COLORS[gate],
+        band: BANDS[gate],
+        points: k.localSlopes.map((w) => ({ n: w.nMid, y: w.slope, low: w.lo, high: w.hi })),
+      };
+    }),
+    lines: [
+      { label: "−1/2 (parametric)", y: -0.5, color: "#666", dash: [4, 4] },
+      { label: "0", y: 0, color: "#aaa", dash: [1, 3] },
+    ],
+  };
+  specs.push(main, local);
+  const d = c.difference!;
+  const rows = GATES.map((gate) => {
+    const k = c.curves.find((x) => x.gate === gate)!;
+    return [
+      gate,
+      ci(k.slope, fixed(3)),
+      ci(k.functionErrorSlope, fixed(3)),
+      `${k.convergence.runs - k.convergence.converged} / ${k.convergence.runs}`,
+      escapeHtml(Object.entries(k.winners).sort().map(([s, m]) => `${s} ${m}`).join(", ")),
+    ];
+  });
+  return `<h3 id="${escapeHtml(slug(c.cell))}">${escapeHtml(c.cell)}</h3>
+<p class="about">${escapeHtml(title)}; ${
+    c.role === "primary"
+      ? "a test of the claim"
+      : "the positive control (both rates parametric: the gates must tie)"
+  }; seeds ${escapeHtml(c.seeds.join(", "))}${
+    c.incompleteSeeds.length
+      ? ` (not analysed, runs missing: ${escapeHtml(c.incompleteSeeds.join(", "))})`
+      : ""
+  }.</p>
+<p><strong>${escapeHtml(c.verdict)}</strong>: ${
+    escapeHtml(c.verdictText)
+  }. BCa paired-seed bootstrap: ${ci(d.bootstrap, signed(fixed(3)))}.</p>
+<div class="grid">
+${figure(main, `Voronoi loss against n, ${c.cell}`)}
+${figure(local, `local slopes, ${c.cell}`)}
+</div>
+${
+    table(
+      ["gate", "slope of D [t 95%]", "slope of function error", "not converged", "winning start"],
+      rows,
+      [false, true, true, true, false],
+    )
+  }`;
+}
+
+/** The paper study's page: the same self-contained layout as {@linkcode studyHtml}. */
+export async function paperHtml(
+  analysis: PaperAnalysis,
+  options: { chartJs?: string } = {},
+): Promise<string> {
+  const chartJs = options.chartJs ?? await loadChartJs();
+  if (/<\/script/i.test(chartJs) || /<!--/.test(chartJs)) {
+    throw new Error("the Chart.js source contains </script or <!-- and cannot be inlined");
+  }
+  const a = analysis;
+  const specs: ChartSpec[] = [];
+  const id = idMaker();
+  const cells = a.cells.map((c) => paperCellHtml(c, id, specs)).join("\n");
+  const summary = table(
+    ["cell", "role", "sigmoid slope", "softmax slope", "difference [t 95%]", "Holm p", "verdict"],
+    a.cells.map((c) => {
+      const sl = (g: "sigmoid" | "softmax") =>
+        ci(c.curves.find((k) => k.gate === g)?.slope, fixed(3));
+      return [
+        `<a href="#${escapeHtml(slug(c.cell))}">${escapeHtml(c.cell)}</a>`,
+        c.role,
+        sl("sigmoid"),
+        sl("softmax"),
+        c.difference
+          ? ci({ ...c.difference, low: c.difference.lo, high: c.difference.hi }, signed(fixed(3)))
+          : DASH,
+        c.holmP !== undefined ? c.holmP.toPrecision(2) : DASH,
+        escapeHtml(c.verdict),
+      ];
+    }),
+    [false, false, true, true, true, true, false],
+  );
+  const meta: [string, string][] = [
+    ["preset", escapeHtml(String(a.preset))],
+    ["fits", escapeHtml(String(a.runs))],
+    ["seeds", escapeHtml(a.seeds.join(", "))],
+    ["noise σ", escapeHtml(String(a.noise))],
+    ["starts", `truth-split + ${escapeHtml(String(a.randomStarts))} random`],
+    ["stopping", escapeHtml(JSON.stringify(a.stopping))],
+    [
+      "not converged",
+      `${a.convergence.runs - a.convergence.converged} of ${a.convergence.runs} (${
+        (100 * a.convergence.nonConvergenceRate).toFixed(1)
+      }%)`,
+    ],
+    ["fitting", `${(a.fitSeconds / 60).toFixed(1)} minutes (all fits together)`],
+    ["date", escapeHtml(String(a.date))],
+  ];
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sigmax paper study ${escapeHtml(String(a.preset))}</title>
+<link rel="icon" href="data:,">
+<style>${STYLE}</style>
+<!-- Chart.js ${CHART_JS_VERSION} (MIT License), inlined so that the page opens offline. -->
+<script>
+${chartJs}
+</script>
+</head>
+<body>
+<h1>sigmax paper study: the least-squares estimator of sigmoid- vs softmax-gated mixtures</h1>
+<p id="page-error" hidden></p>
+<p class="about">Each fit is the least-squares estimator of a mixture of experts with quadratic gating scores (arXiv 2502.00281, 2405.13997, 2410.11222), with the same gate as the truth; the Voronoi loss measures how far its experts are from the true ones. Lines: geometric mean over seeds with the t 95% interval of the mean log; dashed: the fitted power law.</p>
+<dl class="meta">
+${meta.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("\n")}
+</dl>
+<h2>Slopes and verdicts</h2>
+${summary}
+<h2>Cells</h2>
+${cells}
+<script type="application/json" id="sigmax-study">${scriptJson(a)}</script>
+<script type="application/json" id="sigmax-charts">${scriptJson(specs)}</script>
+<script>
+${PAGE_SCRIPT}
+</script>
+</body>
+</html>
+`;
+}
+
+/** Analyses the paper-study runs and writes study.json, study.md and study.html in `dir`. */
+export async function writePaperReport(
+  dir: string,
+  preset: string,
+  records: MoeRunRecord[],
+): Promise<string[]> {
+  const analysis = analyzePaperStudy(preset, records);
+  const files = [`${dir}/study.json`, `${dir}/study.md`, `${dir}/study.html`];
+  await writeAtomic(files[0], JSON.stringify(analysis, null, 1));
+  await writeAtomic(files[1], paperMarkdown(analysis));
+  await writeAtomic(files[2], await paperHtml(analysis));
   return files;
 }

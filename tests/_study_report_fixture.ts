@@ -5,9 +5,21 @@
  * says so ("TEST DATA"), which the page shows in its header.
  */
 
-import { analyzeStudy, type StudyAnalysis } from "../training/study/analyze.ts";
-import { type RunSpec, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
-import type { RunRecord } from "../training/study/runner.ts";
+import {
+  analyzePaperStudy,
+  analyzeStudy,
+  type PaperAnalysis,
+  type StudyAnalysis,
+} from "../training/study/analyze.ts";
+import {
+  paperGrid,
+  type PaperPreset,
+  type RunSpec,
+  STUDY_PRESETS,
+  studyGrid,
+} from "../training/study/grid.ts";
+import type { MoeRunRecord, RunRecord } from "../training/study/runner.ts";
+import type { MoeRunResult } from "../training/moe/run.ts";
 import type { EvalRecord, TrainResult } from "../training/trainer.ts";
 import type { ModelConfig } from "../training/model.ts";
 
@@ -159,4 +171,80 @@ export function fixtureStudy(options: StudyFixtureOptions = {}): StudyAnalysis {
     }));
   }
   return analysis;
+}
+
+// ---------------------------------------------------------------------------
+// The paper study (training/moe/)
+
+/**
+ * TEST DATA: a small paper preset (5 n, 4 seeds; one primary and one control
+ * cell) whose runs are made up below. In the primary cell the sigmoid loss
+ * falls as n^-0.5 and the softmax one as n^-0.1 (the sigmoid slope is 0.4
+ * steeper); in the control both fall as n^-0.5. Every tenth softmax run of the
+ * primary cell is marked not converged, and the winners alternate.
+ */
+export const FIXTURE_PAPER_PRESET: PaperPreset = {
+  name: "paper-fixture",
+  seeds: [1, 2, 3, 4],
+  noise: 0.05,
+  randomStarts: 2,
+  stopping: { maxIterations: 100 },
+  testSize: 100,
+  cells: [
+    {
+      name: "over-dense-linear-partially",
+      fit: "over",
+      regime: "dense",
+      expert: "linear",
+      score: "partially",
+      ns: [100, 200, 400, 800, 1600],
+      role: "primary",
+    },
+    {
+      name: "exact-dense-linear-partially",
+      fit: "exact",
+      regime: "dense",
+      expert: "linear",
+      score: "partially",
+      ns: [100, 200, 400, 800, 1600],
+      role: "control",
+    },
+  ],
+};
+
+/** The made-up records of {@linkcode FIXTURE_PAPER_PRESET}. */
+export function fixturePaperRecords(): MoeRunRecord[] {
+  return paperGrid(FIXTURE_PAPER_PRESET).map((spec, i) => {
+    const over = spec.moe.fit === "over";
+    const slope = over && spec.attention === "softmax" ? -0.1 : -0.5;
+    const wobble = 1 + 0.05 * Math.sin(spec.seed * 3.7 + Math.log(spec.n) * 1.3);
+    const voronoi = 3 * spec.n ** slope * wobble;
+    const converged = !(over && spec.attention === "softmax" && i % 10 === 0);
+    const result: MoeRunResult = {
+      kind: "moe",
+      config: spec.moe,
+      k: over ? 3 : 2,
+      kStar: 2,
+      voronoi,
+      voronoiParts: {
+        mass: voronoi / 3,
+        single: voronoi / 3,
+        multi: voronoi / 3,
+        cellSizes: [2, 1],
+      },
+      functionError: 0.01 / spec.n * wobble,
+      trainLoss: 0.0025,
+      converged,
+      winner: i % 2 ? "truth-split" : "random-1",
+      starts: [],
+      theta: [],
+      seconds: 0.01,
+    };
+    return { spec, result };
+  });
+}
+
+/** The fixture's analysis (through the real analyzePaperStudy). */
+export function fixturePaperStudy(): PaperAnalysis {
+  return analyzePaperStudy(FIXTURE_PAPER_PRESET, fixturePaperRecords());
 }

@@ -15,7 +15,7 @@
 
 import assert from "node:assert/strict";
 import type { StudyAnalysis } from "../training/study/analyze.ts";
-import { studyHtml } from "../bench/study_report.ts";
+import { paperHtml, studyHtml } from "../bench/study_report.ts";
 import {
   announceBrowser,
   CHROMIUM,
@@ -25,7 +25,7 @@ import {
   type PageOutcome,
   REQUIRED,
 } from "./_browser.ts";
-import { fixtureStudy } from "./_study_report_fixture.ts";
+import { fixturePaperStudy, fixtureStudy } from "./_study_report_fixture.ts";
 
 announceBrowser("study report browser test");
 
@@ -69,6 +69,11 @@ Deno.test({
 
       await t.step("teacher and task cells", async () => {
         check("full", await open("full", fixtureStudy()), 4);
+      });
+      await t.step("the paper study's page: two panels per cell", async () => {
+        const file = `${dir}/paper.html`;
+        await Deno.writeTextFile(file, await paperHtml(fixturePaperStudy()));
+        check("paper", await openPage(browser, file), 4);
       });
       await t.step("no teacher cells", async () => {
         check("tasks", await open("tasks", fixtureStudy({ cells: ["sort"] })), 1);

@@ -10,8 +10,8 @@
 import assert from "node:assert/strict";
 import { CHART_JS_VERSION } from "../bench/report.ts";
 import type { StudyAnalysis } from "../training/study/analyze.ts";
-import { studyHtml, studyMarkdown } from "../bench/study_report.ts";
-import { fixtureStudy, TEST_ADAPTER } from "./_study_report_fixture.ts";
+import { paperHtml, paperMarkdown, studyHtml, studyMarkdown } from "../bench/study_report.ts";
+import { fixturePaperStudy, fixtureStudy, TEST_ADAPTER } from "./_study_report_fixture.ts";
 
 /** The JSON inside `<script type="application/json" id="ID">`. */
 function embedded(html: string, id: string): unknown {
@@ -267,4 +267,52 @@ Deno.test("bench/study_report.ts re-exports the Markdown summary", () => {
   const md = studyMarkdown(fixtureStudy());
   assert.match(md, /^## Sample-efficiency study: `tiny` preset/);
   assert.ok(md.includes(TEST_ADAPTER));
+});
+
+Deno.test("the paper study's analysis finds the slopes it was built with, and Holm and the control verdicts follow", () => {
+  const a = fixturePaperStudy();
+  const [primary, control] = a.cells;
+  const slope = (c: typeof primary, g: string) => c.curves.find((k) => k.gate === g)!.slope;
+  assert.ok(Math.abs(slope(primary, "sigmoid").estimate + 0.5) < 0.05);
+  assert.ok(Math.abs(slope(primary, "softmax").estimate + 0.1) < 0.05);
+  assert.ok(Math.abs(primary.difference!.estimate + 0.4) < 0.05);
+  assert.ok(primary.difference!.hi < 0);
+  assert.equal(primary.verdict, "holds");
+  assert.equal(primary.holmP, primary.difference!.pValue); // one primary test: Holm changes nothing
+  assert.equal(control.verdict, "ties");
+  assert.equal(control.holmP, undefined);
+  const soft = primary.curves.find((k) => k.gate === "softmax")!;
+  assert.equal(soft.convergence.runs, 20);
+  assert.ok(soft.convergence.converged < 20);
+  assert.equal(soft.localSlopes.length, 3);
+  assert.equal(a.convergence.runs, 80);
+});
+
+Deno.test("the paper page draws one Voronoi panel (both gates, fitted lines) and one local-slope panel per cell", async () => {
+  const a = fixturePaperStudy();
+  const html = await paperHtml(a);
+  assert.ok(html.includes(`Chart.js v${CHART_JS_VERSION}`));
+  assert.doesNotMatch(ownText(html), /https?:\/\/|<script src/);
+  const ids = canvasIds(html);
+  assert.deepEqual(ids, [
+    "chart-paper-over-dense-linear-partially",
+    "chart-paper-local-over-dense-linear-partially",
+    "chart-paper-exact-dense-linear-partially",
+    "chart-paper-local-exact-dense-linear-partially",
+  ]);
+  const main = specs(html).find((s) => s.id === ids[0])!;
+  assert.ok(main.yLog);
+  assert.deepEqual(main.series.map((s) => s.label.split(" ")[0]), [
+    "sigmoid",
+    "sigmoid",
+    "softmax",
+    "softmax",
+  ]);
+  assert.match(main.series[1].label, /fit: slope -0\.5/);
+  assert.equal(main.series[0].points.length, 5);
+  assert.deepEqual(embedded(html, "sigmax-study"), JSON.parse(JSON.stringify(a)));
+  const md = paperMarkdown(a);
+  assert.match(md, /\| over-dense-linear-partially \| primary \| -0\.5\d\d \[/);
+  assert.match(md, /holds/);
+  assert.match(md, /control: the gates tie/);
 });

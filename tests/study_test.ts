@@ -4,8 +4,16 @@
  */
 
 import assert from "node:assert/strict";
-import { parseShard, shardOf, STUDY_PRESETS, studyGrid } from "../training/study/grid.ts";
-import { readRuns } from "../training/study/runner.ts";
+import {
+  logSpaced,
+  PAPER_PRESETS,
+  paperGrid,
+  parseShard,
+  shardOf,
+  STUDY_PRESETS,
+  studyGrid,
+} from "../training/study/grid.ts";
+import { readMoeRuns, readRuns } from "../training/study/runner.ts";
 
 Deno.test("the grid pairs both activations on every (cell, n, seed), with unique stable ids", () => {
   const grid = studyGrid(STUDY_PRESETS.quick);
@@ -117,7 +125,11 @@ Deno.test("a study killed mid-run and re-run loses no run, repeats none, and res
 Deno.test("study rejects bad options with exit code 2", async () => {
   for (
     const [args, message] of [
-      [["--preset", "huge"], /--preset must be quick, full or tiny/],
+      [
+        ["--preset", "huge"],
+        /--preset must be paper-quick, paper, paper-tiny, quick, full or tiny/,
+      ],
+      [["--preset", "paper-tiny", "--task", "nope"], /no cell "nope"/],
       [["--preset", "tiny", "--shard", "3/2"], /--shard must be i\/n/],
       [["--preset", "tiny", "--task", "nope"], /no cell or task "nope"/],
       [
@@ -133,5 +145,106 @@ Deno.test("study rejects bad options with exit code 2", async () => {
     );
     assert.equal(code, 2, `${args.join(" ")}: ${err}`);
     assert.match(err, message);
+  }
+});
+
+Deno.test("the paper grid pairs both gates on every (cell, n, seed); paper-quick spans ≥ 8 n over ≥ 2 decades with ≥ 10 seeds", () => {
+  for (const preset of Object.values(PAPER_PRESETS)) {
+    const grid = paperGrid(preset);
+    const expected = preset.cells.reduce((sum, c) => sum + c.ns.length, 0) * preset.seeds.length *
+      2;
+    assert.equal(grid.length, expected);
+    assert.equal(new Set(grid.map((r) => r.id)).size, grid.length);
+    for (const run of grid.filter((r) => r.attention === "softmax")) {
+      const twin = grid.find((r) =>
+        r.attention === "sigmoid" && r.cell === run.cell && r.n === run.n && r.seed === run.seed
+      );
+      assert.ok(twin, `${run.id} has no sigmoid twin`);
+      // Same data seed, same cell; the gate of truth and fit is the only difference.
+      assert.deepEqual({ ...twin.moe, gate: "softmax" }, run.moe);
+    }
+  }
+  for (const name of ["paper-quick", "paper"] as const) {
+    const p = PAPER_PRESETS[name];
+    assert.ok(p.seeds.length >= 10, `${name}: ${p.seeds.length} seeds`);
+    for (const cell of p.cells) {
+      assert.ok(cell.ns.length >= 8, `${name} ${cell.name}: ${cell.ns.length} n`);
+      assert.ok(
+        Math.max(...cell.ns) / Math.min(...cell.ns) >= 100,
+        `${name} ${cell.name}: < 2 decades`,
+      );
+    }
+    assert.ok(
+      p.cells.some((c) => c.role === "control") && p.cells.some((c) => c.role === "primary"),
+    );
+  }
+  assert.deepEqual(logSpaced(10, 1000, 3), [10, 100, 1000]);
+  assert.throws(() => logSpaced(10, 5, 3), /logSpaced needs/);
+  const grid = paperGrid(PAPER_PRESETS["paper-quick"]);
+  for (const count of [1, 3, 8]) {
+    const seen = new Set<string>();
+    for (let index = 1; index <= count; index++) {
+      for (const run of shardOf(grid, { index, count })) {
+        assert.ok(!seen.has(run.id));
+        seen.add(run.id);
+      }
+    }
+    assert.equal(seen.size, grid.length);
+  }
+  assert.throws(() => paperGrid(PAPER_PRESETS["paper-tiny"], ["nope"]), /no cell "nope"/);
+});
+
+Deno.test("the paper study runs in shards, skips finished fits on a re-run, and reports seeds with missing runs as such", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-paper-" });
+  try {
+    const base = ["--preset", "paper-tiny", "--out", dir, "--quiet"];
+    const run = async (args: string[]) => {
+      const child = study([...base, ...args]);
+      const { code } = await child.status;
+      const err = new TextDecoder().decode(
+        (await new Response(child.stderr).arrayBuffer()) as ArrayBuffer,
+      );
+      assert.equal(code, 0, err);
+    };
+    await run(["--shard", "1/2"]);
+    const grid = paperGrid(PAPER_PRESETS["paper-tiny"]);
+    const half = await readMoeRuns(dir);
+    assert.deepEqual(
+      half.map((r) => r.spec.id),
+      shardOf(grid, { index: 1, count: 2 }).map((r) => r.id),
+    );
+    // Half the runs: every seed misses some, so no cell has 2 complete seeds yet.
+    let analysis = JSON.parse(await Deno.readTextFile(`${dir}/study.json`));
+    assert.ok(analysis.cells.every((c: { verdict: string }) => c.verdict === "no data"));
+    await run(["--shard", "2/2"]);
+    await run([]); // everything done: skips all
+    const runs = await readMoeRuns(dir);
+    assert.deepEqual(runs.map((r) => r.spec.id), grid.map((r) => r.id));
+    const events = (await Deno.readTextFile(`${dir}/events.jsonl`)).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    for (const r of grid) {
+      assert.equal(events.filter((e) => e.run === r.id && e.event === "done").length, 1, r.id);
+    }
+    analysis = JSON.parse(await Deno.readTextFile(`${dir}/study.json`));
+    assert.equal(analysis.kind, "paper");
+    assert.equal(analysis.runs, grid.length);
+    for (const c of analysis.cells) {
+      assert.deepEqual(c.seeds, PAPER_PRESETS["paper-tiny"].seeds);
+      assert.notEqual(c.verdict, "no data");
+    }
+    // A lost run leaves its seed out of the analysis, named as incomplete.
+    const lost = grid.find((r) => r.seed === 2)!;
+    await Deno.remove(`${dir}/runs/${lost.id}.json`);
+    await run(["--analyze"]);
+    analysis = JSON.parse(await Deno.readTextFile(`${dir}/study.json`));
+    const cell = analysis.cells.find((c: { cell: string }) => c.cell === lost.cell);
+    assert.deepEqual(cell.incompleteSeeds, [2]);
+    assert.equal(cell.verdict, "no data");
+    for (const file of ["study.md", "study.html"]) {
+      assert.ok((await Deno.stat(`${dir}/${file}`)).size > 0, `${file} is missing`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

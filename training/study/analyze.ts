@@ -16,20 +16,32 @@
  * Every interval is a percentile bootstrap over seeds (training/study/stats.ts) with a
  * fixed resampling seed, so the same runs always give the same analysis.
  *
+ * The paper study ({@linkcode analyzePaperStudy}, training/moe/) is analysed
+ * with Student-t intervals over seeds, the paired slope difference with a
+ * BCa paired-seed bootstrap beside it, local slopes and Holm's rule across
+ * its primary tests (the functions of stats.ts named there).
+ *
  * @module
  */
 
-import type { RunSpec, StudyCell } from "./grid.ts";
-import { STUDY_PRESETS } from "./grid.ts";
-import type { RunRecord } from "./runner.ts";
+import type { PaperPreset, RunSpec, StudyCell } from "./grid.ts";
+import { isPaperPreset, PAPER_PRESETS, STUDY_PRESETS } from "./grid.ts";
+import type { MoeRunRecord, RunRecord } from "./runner.ts";
 import {
+  holmAdjust,
   type Interval,
+  type LocalSlope,
+  localSlopes,
+  logLogSlope,
   meanCI,
   pairedCI,
   samplesToTarget,
   slopeCI,
+  type SlopeDifference,
+  slopeDifferenceCI,
   type SlopeInterval,
   stepsToTarget,
+  tMeanCI,
 } from "./stats.ts";
 
 type Act = "softmax" | "sigmoid";
@@ -282,5 +294,261 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
     target: cell.target,
     curves,
     paired: pairedByN(runs, cell.name, (r) => r.result.final.metric),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The paper study (training/moe/): Voronoi-loss rates of the least-squares estimator
+
+/** One gate's curve in a paper-study cell. */
+export interface PaperCurve {
+  gate: Act;
+  points: {
+    n: number;
+    /** Geometric mean over seeds of the Voronoi loss, with the t interval of the mean log. */
+    voronoi: Interval;
+    /** Geometric mean over seeds of the function error (mean squared f̂ − f*), likewise. */
+    functionError: Interval;
+    /** The Voronoi loss of every seed used, in seed order. */
+    perSeed: number[];
+  }[];
+  /** Mean over seeds of the per-seed log-log slope of the Voronoi loss, with its t interval. */
+  slope: Interval;
+  /** The same for the function error (parametric for both gates: about −1). */
+  functionErrorSlope: Interval;
+  /** The pooled log-log line of the Voronoi loss: ln D ≈ intercept + slope · ln n. */
+  fit: { intercept: number; slope: number };
+  /** Slopes over sliding windows of 3 consecutive n. */
+  localSlopes: LocalSlope[];
+  /** Runs of this gate in the cell, how many converged, and the rate of non-convergence. */
+  convergence: { runs: number; converged: number; nonConvergenceRate: number };
+  /** How many runs each start won. */
+  winners: Record<string, number>;
+}
+
+/** A paper-study cell. */
+export interface PaperCellAnalysis {
+  cell: string;
+  fit: "over" | "exact";
+  regime: string;
+  expert: string;
+  score: string;
+  role: "primary" | "control";
+  ns: number[];
+  /** Seeds with every run of both gates finished (the ones analysed). */
+  seeds: number[];
+  /** Seeds of the preset left out because some of their runs are missing. */
+  incompleteSeeds: number[];
+  curves: PaperCurve[];
+  /** Slope of the Voronoi loss, sigmoid − softmax, paired by seed (negative: sigmoid faster). */
+  difference?: SlopeDifference;
+  /** The same for the function error. */
+  functionErrorDifference?: SlopeDifference;
+  /** Holm-adjusted p-value of the slope difference across the study's primary cells. */
+  holmP?: number;
+  /** "holds", "fails" or "cannot tell" (primary); "ties" or "differs" (control). */
+  verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs" | "no data";
+  /** The verdict in a sentence. */
+  verdictText: string;
+}
+
+/** The paper study's analysis (study.json). */
+export interface PaperAnalysis {
+  version: 1;
+  kind: "paper";
+  preset: string;
+  date: string;
+  /** Runs analysed and the fit seconds they took in all. */
+  runs: number;
+  fitSeconds: number;
+  seeds: number[];
+  noise: number;
+  randomStarts: number;
+  stopping: Record<string, unknown>;
+  /** Family-wise level of the primary tests (Holm). */
+  alpha: number;
+  cells: PaperCellAnalysis[];
+  /** All runs: how many did not converge. */
+  convergence: { runs: number; converged: number; nonConvergenceRate: number };
+}
+
+const ALPHA = 0.05;
+
+function logInterval(values: number[]): Interval {
+  const logs = values.map((v) => Math.log(Math.max(v, 1e-300)));
+  const t = logs.length >= 2
+    ? tMeanCI(logs)
+    : { estimate: logs[0], low: NaN, high: NaN, level: 0.95 };
+  return {
+    estimate: Math.exp(t.estimate),
+    low: Math.exp(t.low),
+    high: Math.exp(t.high),
+    level: t.level,
+  };
+}
+
+/**
+ * Analyses the paper-study runs of a preset (its name, or the preset itself)
+ * found in `records`. A cell is analysed over the seeds whose runs (every n,
+ * both gates) are all present, when there are at least 2; the others are
+ * listed as incomplete. Per gate: the geometric mean of the Voronoi loss per
+ * n with the t interval of the mean log, the mean per-seed log-log slope with
+ * its t interval, local slopes, convergence and winning starts. Per cell: the
+ * paired slope difference sigmoid − softmax (t over seeds and BCa paired-seed
+ * bootstrap). The primary cells' p-values are Holm-adjusted together; a
+ * primary verdict is "holds" (adjusted p ≤ 0.05, sigmoid faster), "fails"
+ * (adjusted p ≤ 0.05, softmax faster) or "cannot tell"; a control's is
+ * "ties" when the 95% interval of the difference holds 0, else "differs".
+ */
+export function analyzePaperStudy(
+  presetOrName: string | PaperPreset,
+  records: MoeRunRecord[],
+): PaperAnalysis {
+  if (typeof presetOrName === "string" && !isPaperPreset(presetOrName)) {
+    throw new RangeError(`unknown paper preset ${presetOrName}`);
+  }
+  const preset = typeof presetOrName === "string"
+    ? PAPER_PRESETS[presetOrName as keyof typeof PAPER_PRESETS]
+    : presetOrName;
+  const byId = new Map(records.map((r) => [r.spec.id, r]));
+  const used: MoeRunRecord[] = [];
+  const cells: PaperCellAnalysis[] = preset.cells.map((cell) => {
+    const get = (gate: Act, n: number, seed: number) =>
+      byId.get(`${cell.name}-${gate}-n${n}-s${seed}`);
+    const seeds = preset.seeds.filter((seed) =>
+      cell.ns.every((n) => ACTS.every((g) => get(g, n, seed) !== undefined))
+    );
+    const incompleteSeeds = preset.seeds.filter((s) => !seeds.includes(s));
+    const base = {
+      cell: cell.name,
+      fit: cell.fit,
+      regime: cell.regime,
+      expert: cell.expert,
+      score: cell.score,
+      role: cell.role,
+      ns: cell.ns,
+      seeds,
+      incompleteSeeds,
+    };
+    if (seeds.length < 2) {
+      return {
+        ...base,
+        curves: [],
+        verdict: "no data" as const,
+        verdictText: `fewer than 2 seeds have every run finished (${seeds.length})`,
+      };
+    }
+    for (const seed of seeds) {
+      for (const n of cell.ns) for (const g of ACTS) used.push(get(g, n, seed)!);
+    }
+    const table = (gate: Act, value: (r: MoeRunRecord) => number) =>
+      seeds.map((seed) => cell.ns.map((n) => Math.max(value(get(gate, n, seed)!), 1e-300)));
+    const curves = ACTS.map((gate): PaperCurve => {
+      const d = table(gate, (r) => r.result.voronoi);
+      const fe = table(gate, (r) => r.result.functionError);
+      const runs = seeds.flatMap((seed) => cell.ns.map((n) => get(gate, n, seed)!));
+      const converged = runs.filter((r) => r.result.converged).length;
+      const winners: Record<string, number> = {};
+      for (const r of runs) winners[r.result.winner] = (winners[r.result.winner] ?? 0) + 1;
+      const slopeOf = (rows: number[][]) =>
+        tMeanCI(rows.map((row) => logLogSlope(cell.ns, row).slope), 0.95);
+      const pooled = logLogSlope(
+        seeds.flatMap(() => cell.ns),
+        d.flat(),
+      );
+      return {
+        gate,
+        points: cell.ns.map((n, i) => ({
+          n,
+          voronoi: logInterval(d.map((row) => row[i])),
+          functionError: logInterval(fe.map((row) => row[i])),
+          perSeed: d.map((row) => row[i]),
+        })),
+        slope: slopeOf(d),
+        functionErrorSlope: slopeOf(fe),
+        fit: { intercept: pooled.intercept, slope: pooled.slope },
+        localSlopes: cell.ns.length >= 3 ? localSlopes(cell.ns, d, 3) : [],
+        convergence: {
+          runs: runs.length,
+          converged,
+          nonConvergenceRate: (runs.length - converged) / runs.length,
+        },
+        winners,
+      };
+    });
+    const options = { resamples: 4000, level: 0.95, seed: 2502 };
+    const difference = slopeDifferenceCI(
+      cell.ns,
+      table("sigmoid", (r) => r.result.voronoi),
+      table("softmax", (r) => r.result.voronoi),
+      options,
+    );
+    const functionErrorDifference = slopeDifferenceCI(
+      cell.ns,
+      table("sigmoid", (r) => r.result.functionError),
+      table("softmax", (r) => r.result.functionError),
+      options,
+    );
+    return {
+      ...base,
+      curves,
+      difference,
+      functionErrorDifference,
+      verdict: "cannot tell" as const,
+      verdictText: "",
+    };
+  });
+  // Holm across the primary cells that have data; then the verdicts.
+  const primary = cells.filter((c) => c.role === "primary" && c.difference);
+  const adjusted = holmAdjust(primary.map((c) => c.difference!.pValue));
+  primary.forEach((c, i) => (c.holmP = adjusted[i]));
+  for (const c of cells) {
+    if (!c.difference) continue;
+    const d = c.difference;
+    const text = `slope difference sigmoid − softmax ${d.estimate.toFixed(3)} [${
+      d.lo.toFixed(3)
+    }, ${d.hi.toFixed(3)}] over ${c.seeds.length} seeds`;
+    if (c.role === "primary") {
+      const significant = (c.holmP ?? 1) <= ALPHA;
+      c.verdict = !significant ? "cannot tell" : d.estimate < 0 ? "holds" : "fails";
+      c.verdictText = c.verdict === "holds"
+        ? `the claim holds here: sigmoid's Voronoi loss falls faster (${text}, Holm p = ${
+          c.holmP!.toPrecision(2)
+        })`
+        : c.verdict === "fails"
+        ? `the claim fails here: softmax's Voronoi loss falls faster (${text}, Holm p = ${
+          c.holmP!.toPrecision(2)
+        })`
+        : `this experiment cannot tell the gates apart here (${text}, Holm p = ${
+          c.holmP!.toPrecision(2)
+        })`;
+    } else {
+      const covers = d.lo <= 0 && d.hi >= 0;
+      c.verdict = covers ? "ties" : "differs";
+      c.verdictText = covers
+        ? `control: the gates tie, as theory predicts for an exact-specified fit (${text})`
+        : `control: the gates differ where theory predicts a tie (${text}) — read the primary cells with care`;
+    }
+  }
+  const all = used;
+  const converged = all.filter((r) => r.result.converged).length;
+  return {
+    version: 1,
+    kind: "paper",
+    preset: preset.name,
+    date: new Date().toISOString(),
+    runs: all.length,
+    fitSeconds: all.reduce((s, r) => s + r.result.seconds, 0),
+    seeds: preset.seeds,
+    noise: preset.noise,
+    randomStarts: preset.randomStarts,
+    stopping: { ...preset.stopping },
+    alpha: ALPHA,
+    cells,
+    convergence: {
+      runs: all.length,
+      converged,
+      nonConvergenceRate: all.length ? (all.length - converged) / all.length : NaN,
+    },
   };
 }

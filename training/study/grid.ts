@@ -12,6 +12,9 @@
 
 import type { TrainConfig } from "../trainer.ts";
 import type { TaskName } from "../tasks/index.ts";
+import type { FitOptions } from "../moe/fit.ts";
+import type { Expert, Regime, Score } from "../moe/model.ts";
+import type { MoeRunConfig } from "../moe/run.ts";
 
 /** One cell of a study: a task with fixed options, trained with both activations over n and seeds. */
 export interface StudyCell {
@@ -237,6 +240,203 @@ export function parseShard(text: string): { index: number; count: number } {
 }
 
 /** The runs of shard `index` of `count`: every count-th run of the sorted grid, from index − 1. */
-export function shardOf(runs: RunSpec[], shard: { index: number; count: number }): RunSpec[] {
+export function shardOf<T extends { id: string }>(
+  runs: T[],
+  shard: { index: number; count: number },
+): T[] {
   return runs.filter((_, i) => i % shard.count === shard.index - 1);
+}
+
+// ---------------------------------------------------------------------------
+// The paper study: the least-squares estimator of the papers' mixture (training/moe/)
+
+/** One cell of the paper study: a mixture kind fitted with both gates over n and seeds. */
+export interface PaperCell {
+  /** Stable name, e.g. `over-dense-linear-partially`. */
+  name: string;
+  score: Score;
+  expert: Expert;
+  regime: Regime;
+  /** "over": k = k* + 1 fitted experts; "exact": k = k*. */
+  fit: "over" | "exact";
+  ns: number[];
+  /**
+   * "primary": a test of the claim (sigmoid's Voronoi loss falls faster);
+   * "control": the positive control, where both gates' rates are parametric
+   * (exact-specified, identifiable: n^-1/2) and the slopes must tie.
+   */
+  role: "primary" | "control";
+}
+
+/** A paper-study preset. */
+export interface PaperPreset {
+  name: string;
+  seeds: number[];
+  /** Noise standard deviation of y. */
+  noise: number;
+  /** Random starts beside the truth-split one. */
+  randomStarts: number;
+  stopping: FitOptions;
+  /** Held-out inputs for the function error. */
+  testSize: number;
+  cells: PaperCell[];
+}
+
+/** A run of the paper study. */
+export interface MoeRunSpec {
+  /** `<cell>-<gate>-n<n>-s<seed>`. */
+  id: string;
+  cell: string;
+  /** The gate of both truth and fit. */
+  attention: "softmax" | "sigmoid";
+  n: number;
+  seed: number;
+  moe: MoeRunConfig;
+}
+
+/** `count` values from `from` to `to`, evenly spaced in log n, rounded to integers. */
+export function logSpaced(from: number, to: number, count: number): number[] {
+  if (!(from >= 1) || !(to > from) || !Number.isInteger(count) || count < 2) {
+    throw new RangeError(
+      `logSpaced needs 1 ≤ from < to and count ≥ 2, got ${from}, ${to}, ${count}`,
+    );
+  }
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) out.push(Math.round(from * (to / from) ** (i / (count - 1))));
+  return out;
+}
+
+function paperCell(
+  fit: PaperCell["fit"],
+  regime: Regime,
+  expert: Expert,
+  score: Score,
+  ns: number[],
+): PaperCell {
+  return {
+    name: `${fit}-${regime}-${expert}-${score}`,
+    fit,
+    regime,
+    expert,
+    score,
+    ns,
+    role: fit === "over" ? "primary" : "control",
+  };
+}
+
+/** paper-quick's n: 8 values from 40 to 6400 (2.2 decades), evenly spaced in log n. */
+const QUICK_NS = logSpaced(40, 6400, 8);
+
+/**
+ * The paper-study presets.
+ *
+ * - `paper-quick` (this 2-core machine, under 60 minutes, measured in the
+ *   README): over-specified fits with the attention-native partially
+ *   quadratic score `xᵀAx + c` — linear experts in the dense and the sparse
+ *   regime, GELU experts in the dense regime — and with the fully quadratic
+ *   score `xᵀAx + bᵀx + c` and linear experts in the dense regime, plus the
+ *   exact-specified control with both expert types; 8 n from 40 to 6400
+ *   (2.2 decades), 10 seeds, the truth-split start and 2 random ones.
+ * - `paper` (a bigger machine, or `--shard`s: about 40× paper-quick's work):
+ *   every combination of fit (over, exact) × regime (dense, sparse) × expert
+ *   (linear, GELU) × score (fully, partially) — 16 cells — at 12 n from 100
+ *   to 20000, 20 seeds, 5 random starts and a 2000-iteration cap.
+ * - `paper-tiny` (tests: seconds).
+ */
+export const PAPER_PRESETS: Record<"paper-quick" | "paper" | "paper-tiny", PaperPreset> = {
+  "paper-tiny": {
+    name: "paper-tiny",
+    seeds: [1, 2],
+    noise: 0.05,
+    randomStarts: 1,
+    stopping: { maxIterations: 60 },
+    testSize: 200,
+    cells: [
+      paperCell("over", "dense", "linear", "partially", [40, 80]),
+      paperCell("exact", "dense", "linear", "partially", [40, 80]),
+    ],
+  },
+  "paper-quick": {
+    name: "paper-quick",
+    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    noise: 0.05,
+    randomStarts: 2,
+    stopping: { maxIterations: 500 },
+    testSize: 2000,
+    cells: [
+      paperCell("over", "dense", "linear", "partially", QUICK_NS),
+      paperCell("over", "dense", "linear", "fully", QUICK_NS),
+      paperCell("over", "dense", "ffn", "partially", QUICK_NS),
+      paperCell("over", "sparse", "linear", "partially", QUICK_NS),
+      paperCell("exact", "dense", "linear", "partially", QUICK_NS),
+      paperCell("exact", "dense", "ffn", "partially", QUICK_NS),
+    ],
+  },
+  paper: {
+    name: "paper",
+    seeds: Array.from({ length: 20 }, (_, i) => i + 1),
+    noise: 0.05,
+    randomStarts: 5,
+    stopping: { maxIterations: 2000 },
+    testSize: 5000,
+    cells: (["over", "exact"] as const).flatMap((fit) =>
+      (["dense", "sparse"] as const).flatMap((regime) =>
+        (["linear", "ffn"] as const).flatMap((expert) =>
+          (["partially", "fully"] as const).map((score) =>
+            paperCell(fit, regime, expert, score, logSpaced(100, 20000, 12))
+          )
+        )
+      )
+    ),
+  },
+};
+
+/** Whether `name` is a paper-study preset. */
+export function isPaperPreset(name: string): name is keyof typeof PAPER_PRESETS {
+  return Object.hasOwn(PAPER_PRESETS, name);
+}
+
+/** Every run of a paper preset (optionally only the named cells), sorted by id. */
+export function paperGrid(preset: PaperPreset, cells?: string[]): MoeRunSpec[] {
+  if (cells) {
+    for (const name of cells) {
+      if (!preset.cells.some((c) => c.name === name)) {
+        throw new RangeError(
+          `preset ${preset.name} has no cell ${JSON.stringify(name)}; it has: ` +
+            preset.cells.map((c) => c.name).join(", "),
+        );
+      }
+    }
+  }
+  const runs: MoeRunSpec[] = [];
+  for (const cell of preset.cells) {
+    if (cells && !cells.includes(cell.name)) continue;
+    for (const n of cell.ns) {
+      for (const seed of preset.seeds) {
+        for (const gate of ["softmax", "sigmoid"] as const) {
+          runs.push({
+            id: `${cell.name}-${gate}-n${n}-s${seed}`,
+            cell: cell.name,
+            attention: gate,
+            n,
+            seed,
+            moe: {
+              gate,
+              score: cell.score,
+              expert: cell.expert,
+              regime: cell.regime,
+              fit: cell.fit,
+              n,
+              seed,
+              noise: preset.noise,
+              randomStarts: preset.randomStarts,
+              testSize: preset.testSize,
+              stopping: preset.stopping,
+            },
+          });
+        }
+      }
+    }
+  }
+  return runs.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

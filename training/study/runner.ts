@@ -11,6 +11,8 @@
  * A re-run skips every run whose result file exists and resumes an
  * interrupted one from its checkpoint, so killing a study loses at most the
  * steps since that run's last checkpoint, and no run is ever done twice.
+ * Paper-study runs (a least-squares fit in f64, seconds each) have no
+ * checkpoint: an interrupted one is fitted again from the start.
  * Shards write into the same layout: copy the `runs/` folders of several
  * machines into one directory and analyse it.
  *
@@ -19,12 +21,19 @@
 
 import { formatSeconds } from "../format.ts";
 import { train, type TrainResult } from "../trainer.ts";
-import type { RunSpec } from "./grid.ts";
+import { type MoeRunResult, runMoe } from "../moe/run.ts";
+import type { MoeRunSpec, RunSpec } from "./grid.ts";
 
 /** A finished run as stored in `runs/<id>.json`. */
 export interface RunRecord {
   spec: RunSpec;
   result: TrainResult;
+}
+
+/** A finished paper-study run (training/moe/) as stored in `runs/<id>.json`. */
+export interface MoeRunRecord {
+  spec: MoeRunSpec;
+  result: MoeRunResult;
 }
 
 /** Options of {@linkcode runStudy}. */
@@ -72,7 +81,7 @@ export async function writeAtomic(path: string, text: string): Promise<void> {
 
 /** Trains every run of `runs` that has no result yet; resumes interrupted ones. */
 export async function runStudy(
-  runs: RunSpec[],
+  runs: (RunSpec | MoeRunSpec)[],
   options: RunStudyOptions,
 ): Promise<RunStudySummary> {
   const { dir } = options;
@@ -90,7 +99,7 @@ export async function runStudy(
   };
   const summary: RunStudySummary = { done: [], skipped: [], resumed: [], seconds: 0 };
   try {
-    const todo: RunSpec[] = [];
+    const todo: (RunSpec | MoeRunSpec)[] = [];
     for (const run of runs) {
       if (await exists(runPath(dir, run.id))) {
         summary.skipped.push(run.id);
@@ -111,28 +120,41 @@ export async function runStudy(
       await event(run.id, resuming ? "resume" : "start");
       if (resuming) summary.resumed.push(run.id);
       const t0 = performance.now();
-      const result = await train({
-        ...run.config,
-        checkpoint,
-        checkpointEvery: options.checkpointEvery ?? 50,
-        log: `${dir}/logs/${run.id}.jsonl`,
-        resume: true,
-        progress: false,
-      });
-      const record: RunRecord = { spec: run, result };
-      await writeAtomic(runPath(dir, run.id), JSON.stringify(record));
-      await Deno.remove(checkpoint).catch(() => {});
-      await event(run.id, "done", { metric: result.final.metric, steps: result.steps });
+      let line: string;
+      if ("moe" in run) {
+        const result = runMoe(run.moe);
+        const record: MoeRunRecord = { spec: run, result };
+        await writeAtomic(runPath(dir, run.id), JSON.stringify(record));
+        await event(run.id, "done", {
+          voronoi: result.voronoi,
+          converged: result.converged,
+          winner: result.winner,
+        });
+        line = `voronoi ${formatMetric(result.voronoi)}, ${
+          result.converged ? "converged" : "NOT converged"
+        } (${result.winner} won)`;
+      } else {
+        const result = await train({
+          ...run.config,
+          checkpoint,
+          checkpointEvery: options.checkpointEvery ?? 50,
+          log: `${dir}/logs/${run.id}.jsonl`,
+          resume: true,
+          progress: false,
+        });
+        const record: RunRecord = { spec: run, result };
+        await writeAtomic(runPath(dir, run.id), JSON.stringify(record));
+        await Deno.remove(checkpoint).catch(() => {});
+        await event(run.id, "done", { metric: result.final.metric, steps: result.steps });
+        line = `${result.metricName} ${formatMetric(result.final.metric)} (${result.steps} steps)`;
+      }
       summary.done.push(run.id);
       spent += (performance.now() - t0) / 1000;
       const left = (spent / (k + 1)) * (todo.length - k - 1);
       log(
-        `[${k + 1}/${todo.length}] ${run.id}: ${result.metricName} ${
-          formatMetric(result.final.metric)
-        }` +
-          ` (${result.steps} steps, ${((performance.now() - t0) / 1000).toFixed(1)} s)  ETA ${
-            formatSeconds(left)
-          }`,
+        `[${k + 1}/${todo.length}] ${run.id}: ${line}, ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s  ETA ${formatSeconds(left)}`,
       );
     }
   } finally {
@@ -142,9 +164,18 @@ export async function runStudy(
   return summary;
 }
 
-/** Reads every finished run of `dir`. */
+/** Reads every finished run of `dir` (training runs; see {@linkcode readMoeRuns} for paper runs). */
 export async function readRuns(dir: string): Promise<RunRecord[]> {
-  const out: RunRecord[] = [];
+  return await readRecords<RunRecord>(dir);
+}
+
+/** Reads every finished paper-study run of `dir`. */
+export async function readMoeRuns(dir: string): Promise<MoeRunRecord[]> {
+  return (await readRecords<MoeRunRecord>(dir)).filter((r) => r.result.kind === "moe");
+}
+
+async function readRecords<T extends { spec: { id: string } }>(dir: string): Promise<T[]> {
+  const out: T[] = [];
   try {
     for await (const entry of Deno.readDir(`${dir}/runs`)) {
       if (!entry.isFile || !entry.name.endsWith(".json")) continue;
