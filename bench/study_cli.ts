@@ -30,7 +30,7 @@ against n for both gates, log-log slopes, the paired slope difference
 sigmoid − softmax with t and BCa intervals, Holm-adjusted tests, local slopes,
 and convergence diagnostics.
 
-The attention study (quick, full, tiny): trains softmax and sigmoid attention
+The attention study (quick, full, tiny, paper-attention): trains softmax and sigmoid attention
 over a grid of training-set sizes n and seeds (paired: the same data and
 initial weights for both), then analyses the runs (means with bootstrap 95%
 intervals, log-log slopes, samples- and steps-to-target, paired differences).
@@ -39,8 +39,12 @@ Both write study.json, study.md and study.html in the output folder.
 
   --preset NAME       paper-quick (this 2-core machine: well under 60 minutes),
                       paper (a bigger machine or --shard: about 40x the work),
-                      paper-tiny (seconds; tests); quick (this machine: under
-                      45 minutes), full (sized for a GPU: hours), tiny (tests)
+                      paper-tiny (seconds; tests); paper-attention (the
+                      attention-native estimator study on the WebGPU kernels:
+                      full batch, no weight decay or clipping, trained to a
+                      plateau; sized for a GPU or --shard); quick (this
+                      machine: under 45 minutes), full (a GPU: hours), tiny
+                      (tests)
   --task LIST         only these cells or tasks, comma-separated (e.g. count,mqar
                       or teacher-sigmoid-relu, or over-dense-linear-partially)
   --shard i/n         run only every n-th run of the grid, starting at the i-th;
@@ -91,7 +95,7 @@ export async function studyMain(args: string[]): Promise<number> {
     const name = values.preset as keyof typeof STUDY_PRESETS;
     if (!values.preset || (!paper && !Object.hasOwn(STUDY_PRESETS, name))) {
       throw new UsageError(
-        `--preset must be paper-quick, paper, paper-tiny, quick, full or tiny, got ${
+        `--preset must be paper-quick, paper, paper-tiny, paper-attention, quick, full or tiny, got ${
           JSON.stringify(values.preset)
         }`,
       );

@@ -127,7 +127,7 @@ Deno.test("study rejects bad options with exit code 2", async () => {
     const [args, message] of [
       [
         ["--preset", "huge"],
-        /--preset must be paper-quick, paper, paper-tiny, quick, full or tiny/,
+        /--preset must be paper-quick, paper, paper-tiny, paper-attention, quick, full or tiny/,
       ],
       [["--preset", "paper-tiny", "--task", "nope"], /no cell "nope"/],
       [["--preset", "tiny", "--shard", "3/2"], /--shard must be i\/n/],
@@ -246,5 +246,23 @@ Deno.test("the paper study runs in shards, skips finished fits on a re-run, and 
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("paper-attention trains as an estimator: full batch, no weight decay or clipping, a plateau criterion, ≥ 8 n over ≥ 2 decades, ≥ 10 seeds, 2 teacher draws", () => {
+  const p = STUDY_PRESETS["paper-attention"];
+  assert.ok(p.seeds.length >= 10);
+  for (const cell of p.cells) {
+    assert.equal(cell.train.fullBatch, true, cell.name);
+    assert.equal(cell.train.weightDecay, 0, cell.name);
+    assert.equal(cell.train.clip, 0, cell.name);
+    assert.ok((cell.train.plateauTol ?? 0) > 0, cell.name);
+    assert.ok(cell.ns.length >= 8 && Math.max(...cell.ns) / Math.min(...cell.ns) >= 100, cell.name);
+  }
+  const draws = new Set(p.cells.filter((c) => c.teacher).map((c) => c.taskOptions.teacherSeed));
+  assert.equal(draws.size, 2);
+  assert.ok(p.cells.filter((c) => c.teacher).every((c) => c.teacher!.studentHeads === 1));
+  for (const task of ["count", "sort", "mqar", "mnist"]) {
+    assert.ok(p.cells.some((c) => c.task === task), task);
   }
 });

@@ -130,8 +130,69 @@ function taskCells(ns: number[], scale: number): StudyCell[] {
   ];
 }
 
-/** The presets: `tiny` (tests: seconds), `quick` (this machine: under 45 minutes), `full` (a GPU). */
-export const STUDY_PRESETS: Record<"tiny" | "quick" | "full", StudyPreset> = {
+/**
+ * Training as an estimator (the attention-native half of the paper study):
+ * full batch, no weight decay, no clipping — unpenalised least squares for the
+ * teacher cells — stopped by the trainer's plateau criterion (relative change
+ * of the 100-step window-mean training loss ≤ 1e-4), with 20000 steps only as
+ * a cap; each run records whether it converged.
+ */
+const ESTIMATOR_TRAIN: Partial<TrainConfig> = {
+  fullBatch: true,
+  weightDecay: 0,
+  clip: 0,
+  plateauWindow: 100,
+  plateauTol: 1e-4,
+  steps: 20000,
+  evalEvery: 500,
+};
+
+/** n for the attention-native estimator cells: 8 powers of 2 from 64 to 8192 (2.1 decades). */
+const ESTIMATOR_NS = [64, 128, 256, 512, 1024, 2048, 4096, 8192];
+
+/**
+ * Teacher cells of the estimator study: the student has as many heads as the
+ * teacher (k = k*: one head is one exactly specified mixture, see
+ * training/tasks/teacher.ts), both student activations on each teacher
+ * (same-gate pairs are the papers' comparison; the cross pairs measure
+ * misspecification and are labelled so), linear and ReLU experts, two
+ * teacher draws.
+ */
+function estimatorTeacherCells(): StudyCell[] {
+  const cells: StudyCell[] = [];
+  for (const teacherSeed of [TEACHER_SEED, TEACHER_SEED + 1]) {
+    for (const activation of ["softmax", "sigmoid"] as const) {
+      for (const expert of ["linear", "relu"]) {
+        cells.push({
+          name: `teacher-${activation}-${expert}-t${teacherSeed}`,
+          task: "teacher",
+          taskOptions: { teacherActivation: activation, expert, noise: 1, teacherSeed },
+          train: { ...ESTIMATOR_TRAIN, heads: 1 },
+          ns: ESTIMATOR_NS,
+          teacher: { activation, expert, studentHeads: 1 },
+        });
+      }
+    }
+  }
+  return cells;
+}
+
+/** The token and MNIST cells, each run trained to its plateau. */
+function estimatorTaskCells(): StudyCell[] {
+  return taskCells(ESTIMATOR_NS, 1).map((cell) => ({
+    ...cell,
+    train: { ...cell.train, ...ESTIMATOR_TRAIN },
+  }));
+}
+
+/**
+ * The presets: `tiny` (tests: seconds), `quick` (this machine: under 45
+ * minutes), `full` (a GPU), and `paper-attention` (a GPU, or `--shard`s: the
+ * attention-native estimator study on the WebGPU kernels — teacher and task
+ * cells trained to a plateau, 8 n over 2.1 decades, 10 seeds, 2 teacher draws;
+ * about 2500 runs of up to 20000 full-batch steps, far beyond a CPU adapter).
+ */
+export const STUDY_PRESETS: Record<"tiny" | "quick" | "full" | "paper-attention", StudyPreset> = {
   tiny: {
     name: "tiny",
     seeds: [1, 2],
@@ -183,6 +244,12 @@ export const STUDY_PRESETS: Record<"tiny" | "quick" | "full", StudyPreset> = {
       // n up to 8192: MNIST's training pool holds 9000 images.
       ...taskCells([64, 128, 256, 512, 1024, 2048, 4096, 8192], 4),
     ],
+  },
+  "paper-attention": {
+    name: "paper-attention",
+    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    testSize: 1000,
+    cells: [...estimatorTeacherCells(), ...estimatorTaskCells()],
   },
 };
 
