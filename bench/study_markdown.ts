@@ -11,7 +11,7 @@ import type {
   TaskAnalysis,
   TeacherAnalysis,
 } from "../training/study/analyze.ts";
-import type { Interval } from "../training/study/stats.ts";
+import type { CensoredSamples, Interval } from "../training/study/stats.ts";
 
 /** `0.912 [0.890, 0.931]`, in the number format `f`. */
 function ci(i: Interval | undefined, f: (x: number) => string): string {
@@ -29,6 +29,13 @@ function verdict(i: Interval, lowerIsBetterForSigmoid: boolean): string {
   if (i.low > 0) return lowerIsBetterForSigmoid ? "softmax better" : "sigmoid better";
   if (i.high < 0) return lowerIsBetterForSigmoid ? "sigmoid better" : "softmax better";
   return "no difference";
+}
+
+/** `256 [128, > 1024], 3 censored`. */
+function censoredText(c: CensoredSamples | undefined | null): string {
+  if (!c) return "—";
+  const f = (x: number | null) => x === null || x === Infinity ? `> ${c.maxN}` : String(x);
+  return `${f(c.median)} [${f(c.lo)}, ${f(c.hi)}], ${c.censored} censored`;
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -129,7 +136,8 @@ function taskSection(cells: TaskAnalysis[]): string[] {
   out.push("");
   out.push(
     "Samples to target: per seed, the smallest n whose test metric reached the target " +
-      "(geometric mean over the seeds that reached it [95% interval]); steps to target: the " +
+      "(median over all seeds, a seed that never reached it counted as right-censored at > the " +
+      "largest n [distribution-free 95% interval]); steps to target: the " +
       "first evaluation that reached it, at the largest n.",
   );
   out.push("");
@@ -144,7 +152,7 @@ function taskSection(cells: TaskAnalysis[]): string[] {
         `${c.metricName} ≥ ${c.target}`,
         curve.activation,
         `${reached}/${curve.samplesToTarget.length}`,
-        ci(curve.samplesToTargetMean, fixed(0)),
+        censoredText(curve.samplesToTargetMedian),
         last ? `${last.reached}/${last.runs}: ${ci(last.steps, fixed(0))} (n=${last.n})` : "—",
       ]);
     }

@@ -39,7 +39,7 @@ import {
 } from "../training/study/analyze.ts";
 import type { RunSpec } from "../training/study/grid.ts";
 import { type MoeRunRecord, readRuns, writeAtomic } from "../training/study/runner.ts";
-import type { Interval } from "../training/study/stats.ts";
+import type { CensoredSamples, Interval } from "../training/study/stats.ts";
 import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "./report.ts";
 import { drawChartsScript, pageStyle } from "./page.ts";
 
@@ -110,6 +110,13 @@ function verdict(i: Interval, higherIsBetter: boolean): string {
   if (!excludesZero(i)) return "no difference";
   const sigmoidHigher = i.low > 0;
   return sigmoidHigher === higherIsBetter ? "sigmoid better" : "softmax better";
+}
+
+/** `256 [128, > 1024], 3 censored`: a censored median and its interval; a dash without one. */
+function censoredText(c: CensoredSamples | undefined | null): string {
+  if (!c) return DASH;
+  const f = (x: number | null) => x === null || x === Infinity ? `> ${c.maxN}` : String(x);
+  return `${f(c.median)} [${f(c.lo)}, ${f(c.hi)}], ${c.censored} censored`;
 }
 
 function levelText(level: number | undefined): string {
@@ -360,13 +367,18 @@ function taskCell(
     );
   } else {
     const samples = table(
-      ["attention", "seeds reaching the target", `geometric mean n [${level}]`, "per seed"],
+      [
+        "attention",
+        "seeds reaching the target",
+        `median n [${level}], misses censored`,
+        "per seed",
+      ],
       curves.map((k) => {
         const per = k.samplesToTarget ?? [];
         return [
           escapeHtml(k.activation),
           `${per.filter((x) => x !== null).length}/${per.length}`,
-          ci(k.samplesToTargetMean, fixed(0)),
+          escapeHtml(censoredText(k.samplesToTargetMedian)),
           escapeHtml(seedList(per, seeds)),
         ];
       }),

@@ -165,7 +165,7 @@ export function fixtureStudy(options: StudyFixtureOptions = {}): StudyAnalysis {
       curves: t.curves.map((k) => ({
         ...k,
         samplesToTarget: k.samplesToTarget.map(() => null),
-        samplesToTargetMean: undefined,
+        samplesToTargetMedian: undefined,
         stepsToTarget: k.stepsToTarget.map((s) => ({ n: s.n, reached: 0, runs: s.runs })),
       })),
     }));

@@ -152,6 +152,13 @@ Deno.test("study page: header, slope, paired, samples- and steps-to-target table
     );
   }
   assert.ok(html.includes("Samples to target (accuracy ≥ 0.5)"));
+  // Misses are censored, not dropped: every seed is counted in the median's row.
+  for (const k of sort.curves) {
+    const m = k.samplesToTargetMedian!;
+    assert.equal(m.perSeed.length, k.samplesToTarget.length);
+    assert.equal(m.censored, k.samplesToTarget.filter((x) => x === null).length);
+    assert.ok(html.includes(`, ${m.censored} censored`));
+  }
   assert.ok(html.includes("<th>sigmoid: steps</th>"));
   for (const s of sort.curves[0].stepsToTarget) {
     assert.match(

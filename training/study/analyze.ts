@@ -28,6 +28,8 @@ import type { PaperPreset, RunSpec, StudyCell } from "./grid.ts";
 import { isPaperPreset, PAPER_PRESETS, STUDY_PRESETS } from "./grid.ts";
 import type { MoeRunRecord, RunRecord } from "./runner.ts";
 import {
+  type CensoredSamples,
+  censoredSamplesToTarget,
   holmAdjust,
   type Interval,
   type LocalSlope,
@@ -89,8 +91,12 @@ export interface TaskCurve {
   points: { n: number; metric: Interval }[];
   /** Per seed: the smallest n whose final metric reached the target (null: none did). */
   samplesToTarget: (number | null)[];
-  /** Mean of log2(samples-to-target) over the seeds that reached it, as n (a geometric mean). */
-  samplesToTargetMean?: Interval;
+  /**
+   * Samples-to-target over every seed, misses kept as right-censored (never
+   * dropped): the median n with its distribution-free order-statistic
+   * interval and the count censored (stats.ts censoredSamplesToTarget).
+   */
+  samplesToTargetMedian?: CensoredSamples;
   /** Per n: steps to reach the target over the runs that did, and how many did. */
   stepsToTarget: { n: number; reached: number; runs: number; steps?: Interval }[];
 }
@@ -257,10 +263,17 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
       );
       return samplesToTarget(curve, target, higher) ?? null;
     });
-    const reachedN = perSeed.filter((x): x is number => x !== null);
-    const logMean = reachedN.length > 0
-      ? meanCI(reachedN.map((n) => Math.log2(n)), BOOTSTRAP)
-      : undefined;
+    const nsOfCell = [...byN.keys()];
+    const median = target === undefined || seeds.length === 0 ? undefined : censoredSamplesToTarget(
+      nsOfCell,
+      seeds.map((seed) =>
+        nsOfCell.map((n) =>
+          byN.get(n)!.find((r) => r.spec.seed === seed)?.result.final.metric ?? NaN
+        )
+      ),
+      target,
+      higher,
+    );
     const steps = [...byN].map(([n, list]) => {
       const firsts = target === undefined ? [] : list
         .map((r) => stepsToTarget(r.result.evals, target, higher))
@@ -276,12 +289,7 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
       activation,
       points,
       samplesToTarget: perSeed,
-      samplesToTargetMean: logMean && {
-        estimate: 2 ** logMean.estimate,
-        low: 2 ** logMean.low,
-        high: 2 ** logMean.high,
-        level: logMean.level,
-      },
+      samplesToTargetMedian: median,
       stepsToTarget: steps,
     };
   });
