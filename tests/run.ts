@@ -1,105 +1,323 @@
 /**
- * `deno task test`: runs the test suite in a child `deno test` and passes its
- * output through.
+ * `deno task test`: runs the test suite in a child `deno test`, passes its
+ * output through, and decides the outcome from the JUnit report the child
+ * writes (`deno test --junit-path`), not from its console text.
  *
- * Why a wrapper: `deno test` runs each test module on its own thread, and each
- * module that touches WebGPU loads the Vulkan and EGL drivers there. When the
- * last module's thread unloads those drivers (`dlclose`) while the main thread
- * is already running the process's exit handlers, glibc can call an exit
- * handler of a driver that is being unmapped, and the process dies with
- * SIGSEGV or SIGABRT ("double free or corruption") *after* printing a summary
- * in which every test passed. We caught it in core dumps: the main thread in
- * `__run_exit_handlers`, a test thread in `dlclose` of `libEGL_mesa` or a
- * Vulkan ICD. It happens in roughly 1 run in 10 on Mesa's software adapters,
- * independent of sigmax's code (a bare WebGPU dispatch in a Worker reproduces
- * it).
+ * The run passes only when the report exists and parses, every test case in
+ * it passed (or was ignored), every test module the arguments name appears
+ * in it (a module that fails to load is missing from deno's report, not
+ * listed as failed), at least one test ran (and at least `--expect N`), and
+ * the child exited normally.
  *
- * So the wrapper accepts exactly one kind of abnormal exit: death by SIGSEGV or
- * SIGABRT after `deno test` printed its final summary with 0 failures. It says
- * so loudly on stderr. Every other outcome (a failed test, a crash before the
- * summary, a non-zero exit) is passed on unchanged.
+ * One abnormal exit is accepted, loudly: death by SIGSEGV or SIGABRT after
+ * the report was written with every test passed. `deno test` runs each test
+ * module on a thread of its own; when the last thread unloads a WebGPU
+ * driver (`dlclose`) while the main thread runs the process's exit handlers,
+ * glibc can call into the driver being unmapped. A bare dispatch in a
+ * Worker reproduces it (see the rates in README.md). The wrapper makes it
+ * rarer at its source by loading one backend's driver only: on Linux it sets
+ * `DENO_WEBGPU_BACKEND` (Vulkan where a Vulkan driver is installed, else
+ * OpenGL) unless the caller set it.
  *
- * Usage: deno task test [deno test arguments]
- *   With no arguments it runs the whole suite (doc examples included).
+ * Usage: deno task test [--expect N] [deno test arguments]
+ *   With no test arguments it runs the whole suite (doc examples included).
+ *
+ * @module
  */
+
+import { chooseBackend } from "../bench/backend.ts";
 
 const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "tests/"];
 const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-run"];
 const TEARDOWN_SIGNALS = new Set(["SIGSEGV", "SIGABRT"]);
+/** `deno test` flags that take their value as the next argument. */
+const FLAGS_WITH_VALUE = new Set([
+  "--filter",
+  "--config",
+  "-c",
+  "--import-map",
+  "--lock",
+  "--location",
+  "--reporter",
+  "--junit-path",
+  "--env-file",
+  "--seed",
+]);
+/** Deno's default test-module pattern: `{*_,*.,}test.{js,mjs,ts,mts,jsx,tsx}`. */
+const TEST_MODULE = /(^|[_.])test\.(js|mjs|ts|mts|jsx|tsx)$/;
 
-/** How much of the child's stdout is kept to find the summary line. */
-const TAIL_BYTES = 64 * 1024;
+/** One `<testcase>` of a JUnit report. */
+export interface ReportCase {
+  name: string;
+  /** Its `<failure>` or `<error>` message, or undefined when it passed or was skipped. */
+  failure?: string;
+  skipped: boolean;
+  /** A test step (reported as `parent > step`), not a test of its own. */
+  step: boolean;
+}
+
+/** One `<testsuite>` (a test module, or one doc example) of a JUnit report. */
+export interface ReportSuite {
+  name: string;
+  cases: ReportCase[];
+}
+
+function _unescape(text: string): string {
+  return text.replace(
+    /&(lt|gt|quot|apos|amp|#(\d+)|#x([0-9a-f]+));/gi,
+    (_, name, dec, hex) =>
+      dec
+        ? String.fromCodePoint(Number(dec))
+        : hex
+        ? String.fromCodePoint(parseInt(hex, 16))
+        : ({ lt: "<", gt: ">", quot: '"', apos: "'", amp: "&" } as Record<string, string>)[name],
+  );
+}
+
+function _attr(tag: string, name: string): string | undefined {
+  const m = new RegExp(`\\s${name}="([^"]*)"`).exec(tag);
+  return m ? _unescape(m[1]) : undefined;
+}
+
+/**
+ * Parses the JUnit XML that `deno test --junit-path` writes. Throws a
+ * SyntaxError when the text is not such a report.
+ */
+export function parseJunit(xml: string): ReportSuite[] {
+  if (!/<testsuites\b[^>]*>/.test(xml) || !/<\/testsuites>\s*$/.test(xml)) {
+    throw new SyntaxError("not a complete JUnit report (no <testsuites>…</testsuites>)");
+  }
+  const suites: ReportSuite[] = [];
+  const suiteRe = /<testsuite\b([^>]*?)(\/>|>([\s\S]*?)<\/testsuite>)/g;
+  for (const suite of xml.matchAll(suiteRe)) {
+    const name = _attr(suite[1], "name");
+    if (name === undefined) throw new SyntaxError("a <testsuite> without a name");
+    const cases: ReportCase[] = [];
+    const caseRe = /<testcase\b([^>]*?)(\/>|>([\s\S]*?)<\/testcase>)/g;
+    for (const c of (suite[3] ?? "").matchAll(caseRe)) {
+      const caseName = _attr(c[1], "name");
+      if (caseName === undefined) throw new SyntaxError(`a <testcase> without a name in ${name}`);
+      const body = c[3] ?? "";
+      const fail = /<(failure|error)\b([^>]*)/.exec(body);
+      cases.push({
+        name: caseName,
+        failure: fail ? (_attr(fail[2], "message") ?? fail[1]) : undefined,
+        skipped: /<skipped\b/.test(body),
+        step: false,
+      });
+    }
+    // Steps are reported as "parent > step" beside their parent.
+    for (const c of cases) {
+      c.step = cases.some((p) => p !== c && c.name.startsWith(`${p.name} > `));
+    }
+    suites.push({ name, cases });
+  }
+  return suites;
+}
+
+/** How the child `deno test` ended. */
+export interface ChildStatus {
+  success: boolean;
+  code: number;
+  signal: string | null;
+}
 
 /** What the wrapper makes of a finished `deno test`. */
 export interface Verdict {
   /** The wrapper's exit status. */
   exitCode: number;
-  /** A line for stderr, or "" when there is nothing to add. */
+  /** Lines for stderr, or "" when there is nothing to add. */
   message: string;
+  /** Tests (not steps) that passed, from the report; 0 without one. */
+  passed: number;
+}
+
+/** What the run was expected to report. */
+export interface Expected {
+  /** Test modules (`./tests/foo_test.ts`) that must appear in the report. */
+  modules: string[];
+  /** At least this many tests (not steps) must have passed. Default 1. */
+  minPassed?: number;
 }
 
 /**
- * Decides the outcome of a `deno test` run from its exit status and the tail
- * of its stdout. Only a SIGSEGV/SIGABRT after an all-passed summary is turned
- * into a pass; everything else keeps deno test's verdict.
+ * Decides the outcome of a `deno test` run from its JUnit report (`report`,
+ * undefined when the child wrote none) and its exit status.
  */
 export function verdict(
-  status: { success: boolean; code: number; signal: string | null },
-  stdoutTail: string,
+  status: ChildStatus,
+  report: string | undefined,
+  expected: Expected,
 ): Verdict {
-  if (status.success) return { exitCode: 0, message: "" };
-  // deno test's closing line when nothing failed, e.g. "ok | 84 passed | 0 failed (48s)".
-  // deno-lint-ignore no-control-regex
-  const plain = stdoutTail.replace(/\x1b\[[0-9;]*m/g, "");
-  const summary = /^ok \| (\d+) passed(?: \(\d+ steps?\))? \| 0 failed\b.*$/m.exec(plain);
-  if (status.signal !== null && TEARDOWN_SIGNALS.has(status.signal) && summary) {
+  const how = status.signal !== null
+    ? `was killed by ${status.signal}`
+    : `exited with code ${status.code}`;
+  const fail = (message: string, passed = 0): Verdict => ({
+    exitCode: status.code === 0 ? 1 : status.code,
+    message: `sigmax tests: FAILED: ${message}`,
+    passed,
+  });
+  if (report === undefined) {
+    return fail(`deno test ${how} without writing its report: it ended before the run finished.`);
+  }
+  let suites: ReportSuite[];
+  try {
+    suites = parseJunit(report);
+  } catch (error) {
+    return fail(`deno test ${how}; its report does not parse (${(error as Error).message}).`);
+  }
+  const cases = suites.flatMap((s) => s.cases.map((c) => ({ suite: s.name, ...c })));
+  const failed = cases.filter((c) => c.failure !== undefined);
+  const tests = cases.filter((c) => !c.step);
+  const passed = tests.filter((c) => c.failure === undefined && !c.skipped).length;
+  const skipped = tests.filter((c) => c.skipped).length;
+  if (failed.length > 0) {
+    const list = failed.slice(0, 20).map((c) => `\n  ${c.suite} => ${c.name}: ${c.failure}`);
+    return fail(
+      `${failed.length} test case${failed.length === 1 ? "" : "s"} failed:${list.join("")}` +
+        (failed.length > 20 ? `\n  … and ${failed.length - 20} more` : ""),
+      passed,
+    );
+  }
+  const reported = new Set(suites.map((s) => s.name));
+  const missing = expected.modules.filter((m) => !reported.has(m));
+  if (missing.length > 0) {
+    return fail(
+      `${missing.length} test module${missing.length === 1 ? "" : "s"} reported no tests ` +
+        `(a module that fails to load is left out of the report): ${missing.join(", ")}`,
+      passed,
+    );
+  }
+  const minPassed = expected.minPassed ?? 1;
+  if (passed < minPassed) {
+    return fail(
+      `${passed} test${passed === 1 ? "" : "s"} passed, fewer than the ${minPassed} expected.`,
+      passed,
+    );
+  }
+  const summary = `${passed} tests passed` +
+    (skipped ? `, ${skipped} ignored or filtered out` : "") +
+    ` in ${suites.length} modules and doc examples (from the JUnit report)`;
+  if (status.success) return { exitCode: 0, message: `sigmax tests: ok: ${summary}.`, passed };
+  if (status.signal !== null && TEARDOWN_SIGNALS.has(status.signal)) {
     return {
       exitCode: 0,
-      message: `sigmax tests: all ${summary[1]} tests passed; deno test then died with ` +
-        `${status.signal} while exiting. That is the WebGPU driver teardown race ` +
-        `described in tests/run.ts (a test thread unloading the driver during the ` +
-        `process's exit), not a test failure, so this run counts as a pass.`,
+      message: `sigmax tests: ok: ${summary}; deno test then died with ${status.signal} while ` +
+        "exiting. That is the WebGPU driver teardown race described in tests/run.ts (a test " +
+        "thread unloading the driver during the process's exit), not a test failure, so this " +
+        "run counts as a pass.",
+      passed,
     };
   }
-  return {
-    exitCode: status.code === 0 ? 1 : status.code,
-    message: status.signal !== null
-      ? `sigmax tests: deno test was killed by ${status.signal} before it reported success.`
-      : "",
-  };
+  return fail(`${summary}, but deno test ${how}.`, passed);
 }
 
-async function main(): Promise<number> {
-  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
-    console.log(`Usage: deno task test [deno test arguments]
+/**
+ * The test modules that `args` (deno test's arguments) name: files given
+ * directly, and files under given folders that match Deno's test pattern.
+ * Paths are as the report names them (`./tests/foo_test.ts`, relative to
+ * `root`). With `--doc`, a file given directly that is not a test module
+ * only contributes doc examples, and is not required.
+ */
+export function expectedModules(args: string[], root: string = Deno.cwd()): string[] {
+  const modules: string[] = [];
+  const rel = (path: string) => `./${path.replace(/^\.\//, "").replace(/\/+$/, "")}`;
+  const walk = (dir: string) => {
+    for (const entry of Deno.readDirSync(`${root}/${dir}`)) {
+      const path = `${dir.replace(/\/+$/, "")}/${entry.name}`;
+      if (entry.isDirectory && entry.name !== "node_modules" && !entry.name.startsWith(".")) {
+        walk(path);
+      } else if (entry.isFile && TEST_MODULE.test(entry.name)) modules.push(rel(path));
+    }
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") continue;
+    if (arg.startsWith("-")) {
+      if (FLAGS_WITH_VALUE.has(arg)) i++;
+      continue;
+    }
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(`${root}/${arg}`);
+    } catch {
+      continue; // deno test reports a path that does not exist itself
+    }
+    if (info.isDirectory) walk(arg);
+    else if (TEST_MODULE.test(arg.split("/").pop()!)) modules.push(rel(arg));
+  }
+  return [...new Set(modules)].sort();
+}
+
+const USAGE = `Usage: deno task test [--expect N] [deno test arguments]
 
 Runs sigmax's tests (all of them by default: ${DEFAULT_ARGS.join(" ")}).
 Extra arguments replace the default file list, e.g.
   deno task test tests/matmul_test.ts
   deno task test --filter "layer norm" tests/
 
-Exit status: 0 when every test passed, otherwise that of deno test.`);
+The verdict comes from deno test's JUnit report: every test case passed,
+every test module named appears in it, at least one test (or N, with
+--expect N) passed, and deno test exited normally (or died of the WebGPU
+driver teardown crash after writing an all-passed report; see tests/run.ts).
+On Linux it sets DENO_WEBGPU_BACKEND (vulkan where a Vulkan driver is
+installed, else gl) unless it is set, so that one driver is loaded.
+
+Exit status: 0 when the run passed, otherwise deno test's status (1 if that was 0).`;
+
+async function main(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
     return 0;
   }
-  const args = ["test", ...PERMISSIONS, ...(Deno.args.length > 0 ? Deno.args : DEFAULT_ARGS)];
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  // Pass stdout through as it arrives, keeping its tail for the summary line.
-  let tail = new Uint8Array(0);
-  for await (const chunk of child.stdout) {
-    await Deno.stdout.write(chunk);
-    const merged = new Uint8Array(tail.length + chunk.length);
-    merged.set(tail);
-    merged.set(chunk, tail.length);
-    tail = merged.subarray(Math.max(0, merged.length - TAIL_BYTES));
+  let minPassed: number | undefined;
+  const expectAt = args.indexOf("--expect");
+  if (expectAt >= 0) {
+    const n = Number(args[expectAt + 1]);
+    if (!Number.isInteger(n) || n < 1) {
+      console.error(
+        `sigmax tests: --expect must be a positive integer, got "${args[expectAt + 1]}"`,
+      );
+      return 2;
+    }
+    minPassed = n;
+    args = [...args.slice(0, expectAt), ...args.slice(expectAt + 2)];
   }
-  const result = verdict(await child.status, new TextDecoder().decode(tail));
-  if (result.message) console.error(`\n${result.message}`);
-  return result.exitCode;
+  if (args.some((a) => a === "--junit-path" || a.startsWith("--junit-path="))) {
+    console.error("sigmax tests: --junit-path is the wrapper's own; leave it out");
+    return 2;
+  }
+  const testArgs = args.length > 0 ? args : DEFAULT_ARGS;
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-test-" });
+  const reportPath = `${dir}/report.xml`;
+  const env: Record<string, string> = {};
+  const backend = chooseBackend();
+  if (backend.set) env.DENO_WEBGPU_BACKEND = backend.set;
+  console.error(`sigmax tests: WebGPU backend ${backend.name} (${backend.why})`);
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["test", ...PERMISSIONS, `--junit-path=${reportPath}`, ...testArgs],
+      stdin: "null",
+      stdout: "inherit",
+      stderr: "inherit",
+      env,
+    }).spawn();
+    const status = await child.status;
+    let report: string | undefined;
+    try {
+      report = await Deno.readTextFile(reportPath);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    const result = verdict(status, report, {
+      modules: expectedModules(testArgs),
+      minPassed,
+    });
+    console.error(`\n${result.message}`);
+    return result.exitCode;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args));
