@@ -38,6 +38,11 @@ function censoredText(c: CensoredSamples | undefined | null): string {
   return `${f(c.median)} [${f(c.lo)}, ${f(c.hi)}], ${c.censored} censored`;
 }
 
+/** `18/20`, or a dash for analyses made before runs recorded convergence. */
+function convergedText(c: { runs: number; converged: number } | undefined): string {
+  return c ? `${c.converged}/${c.runs}` : "—";
+}
+
 function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
@@ -48,8 +53,8 @@ function teacherSection(cells: TeacherAnalysis[]): string[] {
   const out = [
     "### Teacher–student (the paper's mixture-of-experts setting)",
     "",
-    "Function error ‖Ŷ − Y*‖² on fresh inputs (noiseless targets) after the fixed step budget, " +
-    "mean over seeds [bootstrap 95% interval]; slope = fitted exponent of error ∝ n^slope " +
+    "Function error ‖Ŷ − Y*‖² on fresh inputs (noiseless targets) at the end of each run, " +
+    "mean over seeds [t 95% interval]; slope = fitted exponent of error ∝ n^slope " +
     "(cluster bootstrap over seeds; more negative = faster convergence).",
     "",
   ];
@@ -65,6 +70,7 @@ function teacherSection(cells: TeacherAnalysis[]): string[] {
         ci(curve.slopes.gating, fixed(2)),
         ci(curve.slopes.value, fixed(2)),
         `${ci(last.functionError, sci)} at n=${last.n}`,
+        convergedText(curve.convergence),
       ]);
     }
   }
@@ -77,6 +83,7 @@ function teacherSection(cells: TeacherAnalysis[]): string[] {
       "slope: gating A",
       "slope: W_V",
       "function error",
+      "converged runs",
     ],
     rows,
   ));
@@ -106,7 +113,7 @@ function taskSection(cells: TaskAnalysis[]): string[] {
   const out = [
     "### Tasks",
     "",
-    "Test metric after the fixed step budget, mean over seeds [bootstrap 95% interval], and the " +
+    "Test metric at the end of each run, mean over seeds [t 95% interval], and the " +
     "paired difference sigmoid − softmax on the same seeds.",
     "",
   ];
@@ -153,12 +160,21 @@ function taskSection(cells: TaskAnalysis[]): string[] {
         curve.activation,
         `${reached}/${curve.samplesToTarget.length}`,
         censoredText(curve.samplesToTargetMedian),
+        convergedText(curve.convergence),
         last ? `${last.reached}/${last.runs}: ${ci(last.steps, fixed(0))} (n=${last.n})` : "—",
       ]);
     }
   }
   out.push(table(
-    ["task", "target", "attention", "seeds reaching it", "samples to target", "steps to target"],
+    [
+      "task",
+      "target",
+      "attention",
+      "seeds reaching it",
+      "samples to target",
+      "converged runs",
+      "steps to target",
+    ],
     targetRows,
   ));
   out.push("");

@@ -248,7 +248,7 @@ function teacherCell(c: TeacherAnalysis, id: (base: string) => string, specs: Ch
   const paired = c.paired ?? [];
   return `<section class="cell" id="teacher-${escapeHtml(slug(c.cell))}">
 <h3>${escapeHtml(title)} <span class="muted">(cell ${escapeHtml(c.cell)})</span></h3>
-<p class="about">Mean over seeds with its bootstrap ${level} interval (shaded), after the fixed step budget. ` +
+<p class="about">Mean over seeds with its t ${level} interval (shaded), at the end of each run. ` +
     `Chance (predicting 0): function error ${
       escapeHtml(finite(c.chance) ? sci(c.chance) : DASH)
     }.</p>
@@ -449,7 +449,7 @@ function taskSection(
   return `<section id="tasks">
 <h2>Tasks</h2>
 <p class="about">The final test metric against the training-set size n (log₂ axis), mean over seeds with its ` +
-    `bootstrap interval (shaded); dashed: the target, dotted: chance. Paired differences compare the two ` +
+    `t interval (shaded); dashed: the target, dotted: chance. Paired differences compare the two ` +
     `activations on the same seeds.</p>
 ${body}
 </section>`;

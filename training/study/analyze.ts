@@ -1,6 +1,6 @@
 /**
  * The study's analysis: from the finished runs of a grid to the numbers the
- * report shows, every mean with a bootstrap 95% interval over seeds.
+ * report shows, every mean with a t 95% interval over seeds.
  *
  * - **Teacher cells** (the paper's setting): per student activation and n,
  *   the test function error and the parameter errors (gating A = W_Q W_Kᵀ/√r,
@@ -13,8 +13,10 @@
  *   steps-to-target (per run, the first evaluation reaching it); and the paired
  *   difference sigmoid − softmax at each n, seed by seed.
  *
- * Every interval is a percentile bootstrap over seeds (training/study/stats.ts) with a
- * fixed resampling seed, so the same runs always give the same analysis.
+ * Means and paired differences carry Student-t 95% intervals over seeds
+ * (training/study/stats.ts tMeanCI: a percentile bootstrap over 5 seeds
+ * covers about 85%); the slopes a cluster bootstrap over seeds with a fixed
+ * resampling seed, so the same runs always give the same analysis.
  *
  * The paper study ({@linkcode analyzePaperStudy}, training/moe/) is analysed
  * with Student-t intervals over seeds, the paired slope difference with a
@@ -35,8 +37,6 @@ import {
   type LocalSlope,
   localSlopes,
   logLogSlope,
-  meanCI,
-  pairedCI,
   samplesToTarget,
   slopeCI,
   type SlopeDifference,
@@ -49,12 +49,24 @@ import {
 type Act = "softmax" | "sigmoid";
 const ACTS: Act[] = ["softmax", "sigmoid"];
 
-/** Bootstrap settings of every interval in the analysis. */
+/** Bootstrap settings of the slope intervals (cluster bootstrap over seeds). */
 const BOOTSTRAP = { resamples: 4000, level: 0.95, seed: 2502 };
+
+/**
+ * The Student-t 95% interval of a mean over seeds (it holds its coverage at
+ * 5–10 seeds, where a percentile bootstrap does not); one value gives the
+ * value with unbounded (NaN) limits.
+ */
+function tCI(xs: number[]): Interval {
+  if (xs.length >= 2) return tMeanCI(xs, 0.95);
+  return { estimate: xs[0] ?? NaN, low: NaN, high: NaN, level: 0.95 };
+}
 
 /** A teacher cell's numbers for one student activation. */
 export interface TeacherCurve {
   student: Act;
+  /** Runs, and how many met the trainer's convergence criterion (none when it was off). */
+  convergence: { runs: number; converged: number };
   points: {
     n: number;
     functionError: Interval;
@@ -99,6 +111,8 @@ export interface TaskCurve {
   samplesToTargetMedian?: CensoredSamples;
   /** Per n: steps to reach the target over the runs that did, and how many did. */
   stepsToTarget: { n: number; reached: number; runs: number; steps?: Interval }[];
+  /** Runs, and how many met the trainer's convergence criterion (none when it was off). */
+  convergence: { runs: number; converged: number };
 }
 
 /** One task cell. */
@@ -129,7 +143,7 @@ export interface StudyAnalysis {
   tasks: TaskAnalysis[];
 }
 
-/** Analyses the runs of `grid` (all of them must be present). */
+/** Analyses the runs of `grid` (all of them must be present). Means and differences: t intervals over seeds. */
 export function analyzeStudy(
   presetName: string,
   grid: RunSpec[],
@@ -155,6 +169,10 @@ export function analyzeStudy(
     teacher: cells.filter((c) => c.teacher).map((c) => analyzeTeacher(c, runs)),
     tasks: cells.filter((c) => !c.teacher).map((c) => analyzeTask(c, runs)),
   };
+}
+
+function convergenceOf(runs: RunRecord[]): { runs: number; converged: number } {
+  return { runs: runs.length, converged: runs.filter((r) => r.result.converged === true).length };
 }
 
 /** The runs of a cell with one activation, by n then seed. */
@@ -187,7 +205,7 @@ function pairedByN(
     if (seeds.length === 0) continue;
     const a = seeds.map((s) => value(sigRuns.find((q) => q.spec.seed === s)!));
     const b = seeds.map((s) => value(softRuns.find((q) => q.spec.seed === s)!));
-    out.push({ n, difference: pairedCI(a, b, BOOTSTRAP) });
+    out.push({ n, difference: tCI(a.map((x, i) => x - b[i])) });
   }
   return out;
 }
@@ -202,7 +220,7 @@ function analyzeTeacher(cell: StudyCell, runs: RunRecord[]): TeacherAnalysis {
   const curves = ACTS.map((student): TeacherCurve => {
     const byN = select(runs, cell.name, student);
     const series = (value: (r: RunRecord) => number) => ({
-      points: [...byN].map(([n, list]) => ({ n, ci: meanCI(list.map(value), BOOTSTRAP) })),
+      points: [...byN].map(([n, list]) => ({ n, ci: tCI(list.map(value)) })),
       slope: slopeCI(
         [...byN].flatMap(([n, list]) =>
           list.map((r) => ({ x: n, y: value(r), group: r.spec.seed }))
@@ -216,6 +234,7 @@ function analyzeTeacher(cell: StudyCell, runs: RunRecord[]): TeacherAnalysis {
     const voronoi = series((r) => errors(r).voronoi);
     return {
       student,
+      convergence: convergenceOf([...byN.values()].flat()),
       points: fe.points.map((p, i) => ({
         n: p.n,
         functionError: p.ci,
@@ -250,7 +269,7 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
     const byN = select(runs, cell.name, activation);
     const points = [...byN].map(([n, list]) => ({
       n,
-      metric: meanCI(list.map((r) => r.result.final.metric), BOOTSTRAP),
+      metric: tCI(list.map((r) => r.result.final.metric)),
     }));
     const seeds = [...new Set([...byN.values()].flat().map((r) => r.spec.seed))].sort((a, b) =>
       a - b
@@ -282,7 +301,7 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
         n,
         reached: firsts.length,
         runs: list.length,
-        steps: firsts.length > 0 ? meanCI(firsts, BOOTSTRAP) : undefined,
+        steps: firsts.length > 0 ? tCI(firsts) : undefined,
       };
     });
     return {
@@ -290,6 +309,7 @@ function analyzeTask(cell: StudyCell, runs: RunRecord[]): TaskAnalysis {
       points,
       samplesToTarget: perSeed,
       samplesToTargetMedian: median,
+      convergence: convergenceOf([...byN.values()].flat()),
       stepsToTarget: steps,
     };
   });
