@@ -212,11 +212,17 @@ export const FIXTURE_PAPER_PRESET: PaperPreset = {
   ],
 };
 
-/** The made-up records of {@linkcode FIXTURE_PAPER_PRESET}. */
-export function fixturePaperRecords(): MoeRunRecord[] {
+/**
+ * The made-up records of {@linkcode FIXTURE_PAPER_PRESET}; with `slowGate:
+ * "sigmoid"` the primary cell's gates swap roles (softmax falls faster).
+ */
+export function fixturePaperRecords(
+  options: { slowGate?: "softmax" | "sigmoid" } = {},
+): MoeRunRecord[] {
+  const slowGate = options.slowGate ?? "softmax";
   return paperGrid(FIXTURE_PAPER_PRESET).map((spec, i) => {
     const over = spec.moe.fit === "over";
-    const slope = over && spec.attention === "softmax" ? -0.1 : -0.5;
+    const slope = over && spec.attention === slowGate ? -0.1 : -0.5;
     const wobble = 1 + 0.05 * Math.sin(spec.seed * 3.7 + Math.log(spec.n) * 1.3);
     const voronoi = 3 * spec.n ** slope * wobble;
     const converged = !(over && spec.attention === "softmax" && i % 10 === 0);
@@ -245,6 +251,8 @@ export function fixturePaperRecords(): MoeRunRecord[] {
 }
 
 /** The fixture's analysis (through the real analyzePaperStudy). */
-export function fixturePaperStudy(): PaperAnalysis {
-  return analyzePaperStudy(FIXTURE_PAPER_PRESET, fixturePaperRecords());
+export function fixturePaperStudy(
+  options: { slowGate?: "softmax" | "sigmoid" } = {},
+): PaperAnalysis {
+  return analyzePaperStudy(FIXTURE_PAPER_PRESET, fixturePaperRecords(options));
 }

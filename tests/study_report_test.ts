@@ -293,6 +293,11 @@ Deno.test("the paper study's analysis finds the slopes it was built with, and Ho
   assert.ok(soft.convergence.converged < 20);
   assert.equal(soft.localSlopes.length, 3);
   assert.equal(a.convergence.runs, 80);
+  // The other direction: when softmax's loss falls faster, the verdict says the claim fails.
+  const reversed = fixturePaperStudy({ slowGate: "sigmoid" }).cells[0];
+  assert.ok(Math.abs(reversed.difference!.estimate - 0.4) < 0.05);
+  assert.equal(reversed.verdict, "fails");
+  assert.match(reversed.verdictText, /softmax's Voronoi loss falls faster/);
 });
 
 Deno.test("the paper page draws one Voronoi panel (both gates, fitted lines) and one local-slope panel per cell", async () => {
