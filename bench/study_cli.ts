@@ -38,7 +38,8 @@ intervals, log-log slopes, samples- and steps-to-target, paired differences).
 Both write study.json, study.md and study.html in the output folder.
 
   --preset NAME       paper-quick (this 2-core machine: well under 60 minutes),
-                      paper (a bigger machine or --shard: about 40x the work),
+                      paper (a bigger machine or --shard: roughly 50-100x the
+                      work of paper-quick, estimated, not measured),
                       paper-tiny (seconds; tests); paper-attention (the
                       attention-native estimator study on the WebGPU kernels:
                       full batch, no weight decay or clipping, trained to a

@@ -404,7 +404,8 @@ const QUICK_NS = logSpaced(40, 6400, 8);
  *   score `xᵀAx + bᵀx + c` and linear experts in the dense regime, plus the
  *   exact-specified control with both expert types; 8 n from 40 to 6400
  *   (2.2 decades), 10 seeds, the truth-split start and 2 random ones.
- * - `paper` (a bigger machine, or `--shard`s: about 40× paper-quick's work):
+ * - `paper` (a bigger machine, or `--shard`s; by the scaling of the fits, not
+ *   measured: roughly 50–100× paper-quick's work, many CPU-hours):
  *   every combination of fit (over, exact) × regime (dense, sparse) × expert
  *   (linear, GELU) × score (fully, partially) — 16 cells — at 12 n from 100
  *   to 20000, 20 seeds, 5 random starts and a 2000-iteration cap.
