@@ -561,6 +561,10 @@ Deno.test("coverage: tMeanCI holds 95% at 10 and at 5 seeds; the percentile boot
     const p = meanCI(five, { resamples: 1000, seed: s });
     if (p.low <= 1 && 1 <= p.high) pct5++;
   }
+  console.log(
+    `  coverage of 95% intervals over ${trials} studies: t at 10 seeds ${t10 / trials}, ` +
+      `t at 5 seeds ${t5 / trials}, percentile bootstrap at 5 seeds ${pct5 / trials}`,
+  );
   assertCovers95(t10, trials, "t interval, 10 seeds");
   assertCovers95(t5, trials, "t interval, 5 seeds");
   // The percentile bootstrap's spread is s·√((n−1)/n)/√n with normal-like quantiles:
@@ -604,6 +608,10 @@ Deno.test("coverage: slopeDifferenceCI's t interval holds 95% at 10 seeds; its B
     if (d.lo <= -0.25 && -0.25 <= d.hi) coveredT++;
     if (s < bcaTrials && d.bootstrap.low <= -0.25 && -0.25 <= d.bootstrap.high) coveredBca++;
   }
+  console.log(
+    `  slope difference at 10 seeds: t interval covers ${coveredT / trials} (${trials} studies), ` +
+      `BCa bootstrap ${coveredBca / bcaTrials} (${bcaTrials} studies)`,
+  );
   assertCovers95(coveredT, trials, "slope difference, t over 10 seeds");
   // BCa cannot know the t tails: at 10 seeds it covers under 95% (0.89 here): it is the
   // second method, not the one [lo, hi] reports.
@@ -789,6 +797,10 @@ Deno.test("coverage: the censored median's order-statistic interval covers at it
     if (r.lo <= 400 && 400 <= r.hi) covered++;
     minCoverage = Math.min(minCoverage, r.coverage);
   }
+  console.log(
+    `  censored median, 10 seeds: [X(2), X(9)] covers the true median in ${covered / trials} ` +
+      `of ${trials} studies (stated ${minCoverage.toFixed(4)})`,
+  );
   // Discrete data make the interval conservative: at least its exact coverage 0.979.
   assert.ok(covered / trials >= minCoverage - 3.5 * Math.sqrt(0.02 * 0.98 / trials));
 });
