@@ -87,7 +87,13 @@ function _hasVulkanIcd(): boolean {
  */
 export function useChosenBackend(): BackendChoice {
   const choice = chooseBackend();
-  if (choice.set) Deno.env.set("DENO_WEBGPU_BACKEND", choice.set);
+  const allowed = Deno.permissions.querySync({ name: "env", variable: "DENO_WEBGPU_BACKEND" });
+  if (!choice.set || allowed.state !== "granted") {
+    return choice.set
+      ? { name: "Deno's default backend", why: "no --allow-env to choose one" }
+      : choice;
+  }
+  Deno.env.set("DENO_WEBGPU_BACKEND", choice.set);
   return choice;
 }
 
@@ -104,4 +110,51 @@ export function backendHint(
   if (name !== "OpenGL" || !software || os !== "linux") return "";
   return "hint: `apt-get install -y mesa-vulkan-drivers` adds Mesa's Vulkan adapter (lavapipe): " +
     "faster shader compiles and shader-f16";
+}
+
+/** Folders that hold the Vulkan loader's implicit layers (loaded into every Vulkan process). */
+export const VULKAN_LAYER_DIRS: readonly string[] = [
+  "/etc/vulkan/implicit_layer.d",
+  "/usr/local/share/vulkan/implicit_layer.d",
+  "/usr/share/vulkan/implicit_layer.d",
+];
+
+/**
+ * The shared libraries a Vulkan process loads on Linux: the loader, every
+ * installed ICD (driver) and every implicit layer, as their manifests name
+ * them. Preloading them (`LD_PRELOAD`) keeps them mapped until the process
+ * exits, so that a thread that drops its WebGPU instance cannot unmap a
+ * driver while the main thread runs exit handlers (see `tests/run.ts`).
+ * Absolute paths that do not exist are left out.
+ */
+export function vulkanLibraries(
+  icdDirs: readonly string[] = VULKAN_ICD_DIRS,
+  layerDirs: readonly string[] = VULKAN_LAYER_DIRS,
+): string[] {
+  const libs = ["libvulkan.so.1"];
+  const read = (dirs: readonly string[], key: "ICD" | "layer") => {
+    for (const dir of dirs) {
+      let entries: Deno.DirEntry[];
+      try {
+        entries = [...Deno.readDirSync(dir)].sort((a, b) => a.name.localeCompare(b.name));
+      } catch {
+        continue;
+      }
+      for (const entry of entries) {
+        if (!entry.name.endsWith(".json")) continue;
+        try {
+          const manifest = JSON.parse(Deno.readTextFileSync(`${dir}/${entry.name}`));
+          const path = manifest?.[key]?.library_path;
+          if (typeof path !== "string" || path.includes(" ") || path.includes(":")) continue;
+          if (path.startsWith("/")) Deno.statSync(path); // throws when it is missing
+          libs.push(path);
+        } catch {
+          // an unreadable manifest or a missing library: the loader skips it too
+        }
+      }
+    }
+  };
+  read(icdDirs, "ICD");
+  read(layerDirs, "layer");
+  return [...new Set(libs)];
 }

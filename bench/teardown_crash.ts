@@ -9,12 +9,15 @@
  *   deno run -A bench/teardown_crash.ts --runs 100 --backend default,vulkan,gl
  *
  * `default` leaves `DENO_WEBGPU_BACKEND` unset (Deno loads every backend's
- * driver it finds); `vulkan` and `gl` load one.
+ * driver it finds); `vulkan` and `gl` load one; `vulkan-preload` also
+ * preloads the Vulkan loader, drivers and layers (`LD_PRELOAD`), as
+ * `deno task test` does.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { vulkanLibraries } from "./backend.ts";
 
 const USAGE = `usage: deno run -A bench/teardown_crash.ts [--runs N] [--backend LIST] [--workers N]
 
@@ -25,7 +28,8 @@ of exiting with 0.
 options:
   --runs N        processes per backend (default 30)
   --backend LIST  comma-separated: default (DENO_WEBGPU_BACKEND unset), vulkan,
-                  gl (default: default,vulkan,gl)
+                  gl, vulkan-preload (vulkan with its libraries in LD_PRELOAD, as
+                  deno task test runs) (default: default,vulkan,gl,vulkan-preload)
   --workers N     Worker threads per process (default 2)
   -h, --help      show this help`;
 
@@ -79,7 +83,9 @@ export async function measure(
   const counts = new Map<string, number>();
   const env = Deno.env.toObject();
   delete env.DENO_WEBGPU_BACKEND;
-  if (backend !== "default") env.DENO_WEBGPU_BACKEND = backend;
+  delete env.LD_PRELOAD;
+  if (backend !== "default") env.DENO_WEBGPU_BACKEND = backend.replace("-preload", "");
+  if (backend === "vulkan-preload") env.LD_PRELOAD = vulkanLibraries().join(" ");
   for (let i = 0; i < runs; i++) {
     const command = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", "--no-config", import.meta.filename!, "--child", String(workers)],
@@ -105,7 +111,7 @@ async function main(args: string[]): Promise<number> {
     args,
     options: {
       runs: { type: "string", default: "30" },
-      backend: { type: "string", default: "default,vulkan,gl" },
+      backend: { type: "string", default: "default,vulkan,gl,vulkan-preload" },
       workers: { type: "string", default: "2" },
       help: { type: "boolean", short: "h" },
     },
@@ -124,8 +130,8 @@ async function main(args: string[]): Promise<number> {
   }
   const backends = values.backend.split(",");
   for (const b of backends) {
-    if (!["default", "vulkan", "gl"].includes(b)) {
-      throw new RangeError(`--backend takes default, vulkan and gl, got "${b}"`);
+    if (!["default", "vulkan", "gl", "vulkan-preload"].includes(b)) {
+      throw new RangeError(`--backend takes default, vulkan, gl and vulkan-preload, got "${b}"`);
     }
   }
   console.log("| backend | runs | exit 0 | died of a signal | rate |");

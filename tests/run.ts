@@ -14,10 +14,14 @@
  * module on a thread of its own; when the last thread unloads a WebGPU
  * driver (`dlclose`) while the main thread runs the process's exit handlers,
  * glibc can call into the driver being unmapped. A bare dispatch in a
- * Worker reproduces it (see the rates in README.md). The wrapper makes it
- * rarer at its source by loading one backend's driver only: on Linux it sets
- * `DENO_WEBGPU_BACKEND` (Vulkan where a Vulkan driver is installed, else
- * OpenGL) unless the caller set it.
+ * Worker reproduces it (`bench/teardown_crash.ts`; rates in README.md). The
+ * wrapper attacks it at its source: on Linux it loads one backend's driver
+ * only, setting `DENO_WEBGPU_BACKEND` (Vulkan where a Vulkan driver is
+ * installed, else OpenGL) unless the caller set it; and on Vulkan it
+ * preloads the Vulkan loader, drivers and layers (`LD_PRELOAD`, unless the
+ * caller set it or `SIGMAX_TEST_PRELOAD=0`), so that no thread can unmap
+ * them before the process exits. OpenGL's drivers are not preloaded: that
+ * did not lower the rate.
  *
  * Usage: deno task test [--expect N] [deno test arguments]
  *   With no test arguments it runs the whole suite (doc examples included).
@@ -25,7 +29,7 @@
  * @module
  */
 
-import { chooseBackend } from "../bench/backend.ts";
+import { chooseBackend, vulkanLibraries } from "../bench/backend.ts";
 
 const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "tests/"];
 const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-run"];
@@ -293,7 +297,15 @@ async function main(args: string[]): Promise<number> {
   const env: Record<string, string> = {};
   const backend = chooseBackend();
   if (backend.set) env.DENO_WEBGPU_BACKEND = backend.set;
-  console.error(`sigmax tests: WebGPU backend ${backend.name} (${backend.why})`);
+  let preload = "";
+  if (
+    backend.name === "Vulkan" && Deno.build.os === "linux" && !Deno.env.get("LD_PRELOAD") &&
+    Deno.env.get("SIGMAX_TEST_PRELOAD") !== "0"
+  ) {
+    env.LD_PRELOAD = vulkanLibraries().join(" ");
+    preload = `; drivers preloaded until exit: ${env.LD_PRELOAD}`;
+  }
+  console.error(`sigmax tests: WebGPU backend ${backend.name} (${backend.why})${preload}`);
   try {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["test", ...PERMISSIONS, `--junit-path=${reportPath}`, ...testArgs],

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { expectedModules, parseJunit, verdict } from "./run.ts";
-import { backendHint, chooseBackend } from "../bench/backend.ts";
+import { backendHint, chooseBackend, vulkanLibraries } from "../bench/backend.ts";
 
 /** A JUnit report as deno test writes it, with `cases` as the body of one suite. */
 function report(cases: string, suite = "./tests/a_test.ts"): string {
@@ -217,4 +217,28 @@ Deno.test("chooseBackend keeps the user's choice, else one driver: Vulkan if ins
   assert.match(backendHint("OpenGL", true, "linux"), /apt-get install -y mesa-vulkan-drivers/);
   assert.equal(backendHint("Vulkan", true, "linux"), "");
   assert.equal(backendHint("OpenGL", false, "linux"), "");
+});
+
+Deno.test("vulkanLibraries lists the loader, the drivers and layers their manifests name", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${root}/icd`);
+    await Deno.mkdir(`${root}/layers`);
+    await Deno.writeTextFile(`${root}/driver.so`, "");
+    const icd = (path: string) => JSON.stringify({ ICD: { library_path: path } });
+    await Deno.writeTextFile(`${root}/icd/a.json`, icd(`${root}/driver.so`));
+    await Deno.writeTextFile(`${root}/icd/b.json`, icd(`${root}/missing.so`)); // left out
+    await Deno.writeTextFile(`${root}/icd/c.json`, "{ not json");
+    await Deno.writeTextFile(
+      `${root}/layers/l.json`,
+      JSON.stringify({ layer: { library_path: "libLayer.so" } }),
+    );
+    assert.deepEqual(vulkanLibraries([`${root}/icd`, `${root}/none`], [`${root}/layers`]), [
+      "libvulkan.so.1",
+      `${root}/driver.so`,
+      "libLayer.so",
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
