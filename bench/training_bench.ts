@@ -6,7 +6,9 @@
  * device, same shapes). Each timed iteration queues
  * {@linkcode STEPS_PER_ITERATION} steps back to back, as the trainer does, and
  * waits for the GPU to finish them. A summary with tokens/s, the
- * sigmoid/softmax ratio and sigmax/TF.js is printed when the run ends.
+ * sigmoid/softmax ratio and sigmax/TF.js is printed when the run ends, with
+ * the compute passes, dispatches and bind groups that one sigmax step records
+ * (counted at the encoder level by {@linkcode countEncoding}).
  *
  * @module
  */
@@ -37,8 +39,61 @@ const CASES: Case[] = [
 /** Steps queued per timed iteration (the trainer never waits between steps). */
 const STEPS_PER_ITERATION = 4;
 
-const results: { group: string; impl: string; attention: string; ms: number[]; tokens: number }[] =
-  [];
+/** What one step records, counted at the encoder level. */
+interface Counts {
+  passes: number;
+  dispatches: number;
+  bindGroups: number;
+}
+
+/**
+ * Runs `fn` with the WebGPU encoder methods wrapped so that every compute pass
+ * begun, every dispatch and every bind group created is counted, and restores
+ * them afterwards (recording is synchronous, so one call sees one step).
+ */
+function countEncoding(device: GPUDevice, fn: () => void): Counts {
+  const counts: Counts = { passes: 0, dispatches: 0, bindGroups: 0 };
+  const encoderProto = GPUCommandEncoder.prototype;
+  const passProto = GPUComputePassEncoder.prototype;
+  const begin = encoderProto.beginComputePass;
+  const dispatch = passProto.dispatchWorkgroups;
+  const dispatchIndirect = passProto.dispatchWorkgroupsIndirect;
+  const createBindGroup = device.createBindGroup;
+  encoderProto.beginComputePass = function (this: GPUCommandEncoder, ...a) {
+    counts.passes++;
+    return begin.apply(this, a);
+  };
+  passProto.dispatchWorkgroups = function (this: GPUComputePassEncoder, ...a) {
+    counts.dispatches++;
+    return dispatch.apply(this, a);
+  };
+  passProto.dispatchWorkgroupsIndirect = function (this: GPUComputePassEncoder, ...a) {
+    counts.dispatches++;
+    return dispatchIndirect.apply(this, a);
+  };
+  device.createBindGroup = function (this: GPUDevice, ...a) {
+    counts.bindGroups++;
+    return createBindGroup.apply(this, a);
+  };
+  try {
+    fn();
+  } finally {
+    encoderProto.beginComputePass = begin;
+    passProto.dispatchWorkgroups = dispatch;
+    passProto.dispatchWorkgroupsIndirect = dispatchIndirect;
+    device.createBindGroup = createBindGroup;
+  }
+  return counts;
+}
+
+const results: {
+  group: string;
+  impl: string;
+  attention: string;
+  ms: number[];
+  tokens: number;
+  counts?: Counts;
+}[] = [];
 const tfjs = await loadTfjs();
 
 for (const c of CASES) {
@@ -51,10 +106,18 @@ for (const c of CASES) {
       progress: false,
     });
     // The first steps compile every pipeline: keep them out of the timing.
-    for (let t = 0; t < 3; t++) step.run(t);
+    for (let t = 0; t < 2; t++) step.run(t);
+    const counts = countEncoding(step.device, () => step.run(2));
     await step.done();
     const tokens = step.tokensPerStep * STEPS_PER_ITERATION;
-    const record = { group: c.label, impl: "sigmax", attention, ms: [] as number[], tokens };
+    const record = {
+      group: c.label,
+      impl: "sigmax",
+      attention,
+      ms: [] as number[],
+      tokens,
+      counts,
+    };
     results.push(record);
     let t = 3;
     Deno.bench({
@@ -132,7 +195,12 @@ globalThis.addEventListener("unload", () => {
     lines.push(
       `  ${r.group.padEnd(48)} ${r.impl.padEnd(6)} ${r.attention.padEnd(8)} ` +
         `${(ms / STEPS_PER_ITERATION).toFixed(1).padStart(7)} ms/step ` +
-        `${(r.tokens / ms * 1000).toFixed(0).padStart(7)} tokens/s  ${notes.join("  ")}`,
+        `${(r.tokens / ms * 1000).toFixed(0).padStart(7)} tokens/s  ` +
+        (r.counts
+          ? `${r.counts.passes} passes ${r.counts.dispatches} dispatches ` +
+            `${r.counts.bindGroups} bind groups per step  `
+          : "") +
+        notes.join("  "),
     );
   }
   console.log(lines.join("\n"));
