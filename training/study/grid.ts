@@ -409,9 +409,15 @@ const QUICK_NS = logSpaced(40, 6400, 8);
  *   every combination of fit (over, exact) × regime (dense, sparse) × expert
  *   (linear, GELU) × score (fully, partially) — 16 cells — at 12 n from 100
  *   to 20000, 20 seeds, 5 random starts and a 2000-iteration cap.
+ * - `paper-quick-lownoise`: paper-quick with noise σ = 0.01 instead of 0.05,
+ *   a sensitivity check (the asymptotic regime of a least-squares fit starts
+ *   at smaller n when the noise is smaller).
  * - `paper-tiny` (tests: seconds).
  */
-export const PAPER_PRESETS: Record<"paper-quick" | "paper" | "paper-tiny", PaperPreset> = {
+export const PAPER_PRESETS: Record<
+  "paper-quick" | "paper-quick-lownoise" | "paper" | "paper-tiny",
+  PaperPreset
+> = {
   "paper-tiny": {
     name: "paper-tiny",
     seeds: [1, 2],
@@ -429,7 +435,23 @@ export const PAPER_PRESETS: Record<"paper-quick" | "paper" | "paper-tiny", Paper
     seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     noise: 0.05,
     randomStarts: 2,
-    stopping: { maxIterations: 500 },
+    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
+    testSize: 2000,
+    cells: [
+      paperCell("over", "dense", "linear", "partially", QUICK_NS),
+      paperCell("over", "dense", "linear", "fully", QUICK_NS),
+      paperCell("over", "dense", "ffn", "partially", QUICK_NS),
+      paperCell("over", "sparse", "linear", "partially", QUICK_NS),
+      paperCell("exact", "dense", "linear", "partially", QUICK_NS),
+      paperCell("exact", "dense", "ffn", "partially", QUICK_NS),
+    ],
+  },
+  "paper-quick-lownoise": {
+    name: "paper-quick-lownoise",
+    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    noise: 0.01,
+    randomStarts: 2,
+    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
     testSize: 2000,
     cells: [
       paperCell("over", "dense", "linear", "partially", QUICK_NS),
@@ -445,7 +467,7 @@ export const PAPER_PRESETS: Record<"paper-quick" | "paper" | "paper-tiny", Paper
     seeds: Array.from({ length: 20 }, (_, i) => i + 1),
     noise: 0.05,
     randomStarts: 5,
-    stopping: { maxIterations: 2000 },
+    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 2000, bound: 10 },
     testSize: 5000,
     cells: (["over", "exact"] as const).flatMap((fit) =>
       (["dense", "sparse"] as const).flatMap((regime) =>
