@@ -30,6 +30,7 @@ export type {
   AttentionOptions,
   AttentionShape,
   ResolvedAttentionOptions,
+  Tiling,
 } from "./kernels/attention_options.ts";
 export {
   attention,

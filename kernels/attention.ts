@@ -7,6 +7,7 @@
  */
 
 import {
+  type Activation,
   type AttentionOptions,
   type AttentionShape,
   checkDeviceFits,
@@ -30,6 +31,13 @@ import {
   fusedBackwardTiles,
 } from "./attention_fused_backward.ts";
 import {
+  gpuForwardPipeline,
+  gpuForwardTiles,
+  gpuLoopIterations,
+  type GpuTiles,
+} from "./attention_fused_gpu.ts";
+import { gpuBackwardPipeline, gpuBackwardTiles } from "./attention_fused_gpu_backward.ts";
+import {
   ACTIVATION_WG,
   activationBackwardPipeline,
   activationPipeline,
@@ -44,6 +52,7 @@ import {
   getDevice,
   isSoftwareDevice,
   readBuffer,
+  subgroupSizes,
   uploadBuffer,
 } from "./device.ts";
 import type { AttentionGradients } from "./attention_reference.ts";
@@ -170,9 +179,13 @@ export function attentionFlops(shape: AttentionShape, causal: boolean): number {
   return 4 * B * H * S * S * D * (causal ? 0.5 : 1);
 }
 
-/** Bytes of one `[B,H,S,D]` tensor at the given precision. */
+/**
+ * Bytes of a buffer that holds one `[B,H,S,D]` tensor at the given precision:
+ * rounded up to whole 4-byte words, as storage bindings must be (an odd count
+ * of f16s leaves two bytes of padding).
+ */
 function _tensorBytes(shape: AttentionShape, precision: "f32" | "f16"): number {
-  return tensorLength(shape) * (precision === "f16" ? 2 : 4);
+  return Math.ceil(tensorLength(shape) * (precision === "f16" ? 2 : 4) / 4) * 4;
 }
 
 /**
@@ -204,7 +217,11 @@ export class AttentionPlan {
   readonly shape: Readonly<AttentionShape>;
   /** The options with defaults filled in. */
   readonly options: Readonly<ResolvedAttentionOptions>;
-  /** Bytes of one `[B,H,S,D]` tensor (q, k, v, out) at the plan's precision. */
+  /**
+   * Bytes of a buffer for one `[B,H,S,D]` tensor (q, k, v, out) at the plan's
+   * precision, a multiple of 4 (storage bindings must be): B·H·S·D·4 for
+   * f32; B·H·S·D·2 rounded up to whole words for f16.
+   */
   readonly tensorBytes: number;
   /** FLOPs of one forward pass (see {@linkcode attentionFlops}). */
   readonly forwardFlops: number;
@@ -212,6 +229,23 @@ export class AttentionPlan {
   readonly backwardFlops: number;
   /** Whether the plan was created with `backward: true`. */
   readonly hasBackward: boolean;
+  /**
+   * The tile configuration of the fused kernels: `options.tiling`, with
+   * `"auto"` resolved for this device (`"software"` on a CPU adapter, else
+   * `"gpu"`).
+   */
+  readonly tiling: "gpu" | "software";
+  /** Labels of the compute pipelines the plan records, e.g. `attention.forward.softmax.d64.gpu.p1k16`. */
+  get kernels(): readonly string[] {
+    const pipelines = [
+      this.#fused?.pipeline,
+      this.#fusedBackward?.dq,
+      this.#fusedBackward?.dkv,
+      this.#unfused?.activation,
+      this.#unfusedBackward?.activation,
+    ];
+    return pipelines.filter((p) => p !== undefined).map((p) => p.label);
+  }
   /** Bytes of the `[B,H,S]` f32 row statistics (the softmax `lse` buffer). */
   readonly lseBytes: number;
 
@@ -250,8 +284,10 @@ export class AttentionPlan {
     shape: AttentionShape,
     options: ResolvedAttentionOptions,
     backward: boolean,
+    tiling: "gpu" | "software",
   ) {
     this.device = device;
+    this.tiling = tiling;
     this.hasBackward = backward;
     this.shape = Object.freeze({ ...shape });
     this.options = Object.freeze({ ...options });
@@ -300,26 +336,15 @@ export class AttentionPlan {
       resolved,
       Math.max(_tensorBytes(shape, resolved.precision), scoreBytes),
     );
-    const tiles = fusedTiles(
-      resolved.activation,
-      shape.headDim,
-      device.limits.maxComputeWorkgroupStorageSize,
-      isSoftwareDevice(device),
-    );
-    const backwardTiles = (kernel: BackwardKernel) =>
-      fusedBackwardTiles(
-        kernel,
-        resolved.activation,
-        shape.headDim,
-        device.limits.maxComputeWorkgroupStorageSize,
-        isSoftwareDevice(device),
-      );
-    const allTiles = { forward: tiles, dq: backwardTiles("dq"), dkv: backwardTiles("dkv") };
+    const tiling = resolved.tiling === "auto"
+      ? (isSoftwareDevice(device) ? "software" : "gpu")
+      : resolved.tiling;
+    const allTiles = kernelTiles(device, resolved.activation, shape.headDim, tiling);
     if (resolved.implementation === "fused") {
       if (isSoftwareDevice(device)) _checkSoftwareLoops(shape, resolved, allTiles, backward);
       const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
-      for (const used of backward ? [tiles, allTiles.dq, allTiles.dkv] : [tiles]) {
-        const rows = used.lanes * used.rowsPerLane; // rows per fused workgroup
+      for (const kernel of backward ? (["forward", "dq", "dkv"] as const) : ["forward"] as const) {
+        const rows = _rowsPerWorkgroup(allTiles, kernel);
         if (Math.ceil(shape.seqLen / rows) > maxGroups) {
           throw new RangeError(
             `shape.seqLen must be at most ${maxGroups * rows} on this device (one workgroup ` +
@@ -329,7 +354,7 @@ export class AttentionPlan {
       }
     }
     _assertDeviceAlive(device);
-    const plan = new AttentionPlan(device, shape, resolved, backward);
+    const plan = new AttentionPlan(device, shape, resolved, backward, tiling);
     try {
       await plan.#build(allTiles);
     } catch (error) {
@@ -339,9 +364,7 @@ export class AttentionPlan {
     return plan;
   }
 
-  async #build(
-    tiles: { forward: FusedTiles; dq: FusedTiles; dkv: FusedTiles },
-  ): Promise<void> {
+  async #build(tiles: KernelTiles): Promise<void> {
     const { device, shape, options } = this;
     const { seqLen: S, headDim: D } = shape;
     const bh = shape.batch * shape.heads;
@@ -358,24 +381,25 @@ export class AttentionPlan {
         headDim: D,
         precision: options.precision,
       };
-      const groups = (t: FusedTiles): [number, number] => [
-        Math.ceil(S / (t.lanes * t.rowsPerLane)),
+      const groups = (kernel: "forward" | BackwardKernel): [number, number] => [
+        Math.ceil(S / _rowsPerWorkgroup(tiles, kernel)),
         bh,
       ];
-      this.#fused = {
-        pipeline: await fusedForwardPipeline(device, config, tiles.forward),
-        groups: groups(tiles.forward),
-      };
+      const forward = tiles.tiling === "gpu"
+        ? gpuForwardPipeline(device, { ...config, tiles: tiles.forward })
+        : fusedForwardPipeline(device, config, tiles.forward);
+      this.#fused = { pipeline: await forward, groups: groups("forward") };
       if (this.hasBackward) {
-        const [dq, dkv] = await Promise.all([
-          fusedBackwardPipeline(device, { ...config, kernel: "dq" }, tiles.dq),
-          fusedBackwardPipeline(device, { ...config, kernel: "dkv" }, tiles.dkv),
-        ]);
+        const backward = (kernel: BackwardKernel) =>
+          tiles.tiling === "gpu"
+            ? gpuBackwardPipeline(device, { ...config, kernel, tiles: tiles[kernel] })
+            : fusedBackwardPipeline(device, { ...config, kernel }, tiles[kernel]);
+        const [dq, dkv] = await Promise.all([backward("dq"), backward("dkv")]);
         this.#fusedBackward = {
           dq,
           dkv,
-          dqGroups: groups(tiles.dq),
-          dkvGroups: groups(tiles.dkv),
+          dqGroups: groups("dq"),
+          dkvGroups: groups("dkv"),
           delta: options.activation === "softmax"
             ? this.#own(createStorageBuffer(device, this.lseBytes, "attention.delta"))
             : undefined,
@@ -545,6 +569,51 @@ export class AttentionPlan {
   }
 }
 
+/** The tiles of the three fused kernels at one tiling. */
+export type KernelTiles =
+  | { tiling: "software"; forward: FusedTiles; dq: FusedTiles; dkv: FusedTiles }
+  | { tiling: "gpu"; forward: GpuTiles; dq: GpuTiles; dkv: GpuTiles };
+
+/**
+ * The tiles of the forward, `dq` and `dkv` kernels for `tiling` on `device`.
+ * The GPU tiling combines a split row's partial dot products with subgroup
+ * shuffles when the device has `subgroups` and its subgroups are at least as
+ * wide as the split.
+ */
+export function kernelTiles(
+  device: GPUDevice,
+  activation: Activation,
+  headDim: number,
+  tiling: "gpu" | "software",
+): KernelTiles {
+  const storage = device.limits.maxComputeWorkgroupStorageSize;
+  if (tiling === "software") {
+    return {
+      tiling,
+      forward: fusedTiles(activation, headDim, storage, true),
+      dq: fusedBackwardTiles("dq", activation, headDim, storage, true),
+      dkv: fusedBackwardTiles("dkv", activation, headDim, storage, true),
+    };
+  }
+  const sizes = subgroupSizes(device);
+  const pick = (tiles: (subgroups: boolean) => GpuTiles) => {
+    const plain = tiles(false);
+    return sizes && sizes.min >= plain.split ? tiles(true) : plain;
+  };
+  return {
+    tiling,
+    forward: pick((sg) => gpuForwardTiles(headDim, storage, sg)),
+    dq: pick((sg) => gpuBackwardTiles("dq", activation, headDim, storage, sg)),
+    dkv: pick((sg) => gpuBackwardTiles("dkv", activation, headDim, storage, sg)),
+  };
+}
+
+/** Rows (queries, or keys for `dkv`) one workgroup of `kernel` owns. */
+function _rowsPerWorkgroup(tiles: KernelTiles, kernel: "forward" | BackwardKernel): number {
+  if (tiles.tiling === "gpu") return tiles[kernel].lanes / tiles[kernel].split;
+  return tiles[kernel].lanes * tiles[kernel].rowsPerLane;
+}
+
 /**
  * Throws a `RangeError` if a fused kernel would run more loop iterations per
  * invocation than Mesa's llvmpipe allows ({@linkcode SOFTWARE_LOOP_LIMIT}):
@@ -553,23 +622,25 @@ export class AttentionPlan {
 function _checkSoftwareLoops(
   shape: AttentionShape,
   options: ResolvedAttentionOptions,
-  tiles: { forward: FusedTiles; dq: FusedTiles; dkv: FusedTiles },
+  tiles: KernelTiles,
   backward: boolean,
 ): void {
   const kernels = backward ? (["forward", "dq", "dkv"] as const) : (["forward"] as const);
   for (const kernel of kernels) {
-    const n = fusedLoopIterations(
-      kernel,
-      options.activation,
-      shape.headDim,
-      tiles[kernel],
-      shape.seqLen,
-    );
+    const n = tiles.tiling === "gpu"
+      ? gpuLoopIterations(shape.headDim, tiles[kernel], shape.seqLen)
+      : fusedLoopIterations(
+        kernel,
+        options.activation,
+        shape.headDim,
+        tiles[kernel],
+        shape.seqLen,
+      );
     if (n > SOFTWARE_LOOP_LIMIT) {
       throw new RangeError(
         `shape.seqLen ${shape.seqLen} is too long for the fused ${options.activation} ` +
           `${kernel === "forward" ? "forward" : "backward"} kernel at headDim ` +
-          `${shape.headDim} on this software adapter: Mesa's llvmpipe stops a shader ` +
+          `${shape.headDim} (tiling "${tiles.tiling}") on this software adapter: Mesa's llvmpipe stops a shader ` +
           `invocation after ${SOFTWARE_LOOP_LIMIT} loop iterations, and this needs up to ${n}; ` +
           "use a shorter sequence, a smaller head dim, or a GPU",
       );
@@ -667,9 +738,10 @@ export async function attention(
 
 /** Reads a `[B,H,S,D]` tensor of the plan's precision back as f32; f16 overflow throws. */
 async function _readTensor(plan: AttentionPlan, buffer: GPUBuffer, what: string) {
+  const elements = tensorLength(plan.shape);
   const bytes = await readBuffer(plan.device, buffer, plan.tensorBytes);
   if (plan.options.precision === "f32") return new Float32Array(bytes);
-  const result = Float32Array.from(new Float16Array(bytes));
+  const result = Float32Array.from(new Float16Array(bytes, 0, elements));
   if (!result.every(Number.isFinite)) {
     throw new RangeError(
       `${what} exceeds f16's range (65504) with options.precision "f16"; use "f32"`,

@@ -23,6 +23,7 @@
 
 import type { Activation } from "./attention_options.ts";
 import { getPipeline } from "./device.ts";
+import { gpuForwardTiles } from "./attention_fused_gpu.ts";
 import {
   accumulateWgsl,
   dotsWgsl,
@@ -63,16 +64,19 @@ export const FUSED_STORAGE_BUDGET = 16384;
  * Picks the tile sizes for head dim `headDim` so that the K and V tiles (and,
  * for softmax, the score scratch) fit `storageBytes` of workgroup memory.
  *
- * On a GPU each invocation owns one query row (64 per workgroup): registers
- * are scarce and lanes are many. On a software adapter an invocation is one
- * lane of a CPU SIMD register and every read of workgroup memory is a slow
- * per-lane load, so each invocation owns R rows (16 lanes × R rows), and one
- * read of a staged key or value feeds R rows' multiply-adds. R is 8 up to
- * D = 128 and 2 above: the unrolled code grows with R·D, and so does compile
- * time. Measured on lavapipe, B=1 H=4 S=1024: at D = 64, R = 1 runs at 2
- * GFLOP/s, R = 4 at 6, R = 8 at 13, R = 16 at 17 but takes 23 s to compile;
- * at D = 128, R = 4 at 6.5 and R = 8 at 10, with 30–40 s to compile (once:
- * Mesa caches compiled shaders on disk).
+ * With `software` false this describes the GPU tiling's forward kernel
+ * (`attention_fused_gpu.ts`, see `gpuForwardTiles`) in these terms, for the
+ * operation-count model: `lanes` is the rows a workgroup owns, one row per
+ * lane group, and `keys` its compile-time key step.
+ *
+ * On a software adapter an invocation is one lane of a CPU SIMD register and
+ * every read of workgroup memory is a slow per-lane load, so each invocation
+ * owns R rows (16 lanes × R rows), and one read of a staged key or value
+ * feeds R rows' multiply-adds. R is 8 up to D = 128 and 2 above: the unrolled
+ * code grows with R·D, and so does compile time. Measured on lavapipe, B=1
+ * H=4 S=1024: at D = 64, R = 1 runs at 2 GFLOP/s, R = 4 at 6, R = 8 at 13,
+ * R = 16 at 17 but takes 23 s to compile; at D = 128, R = 4 at 6.5 and R = 8
+ * at 10, with 30–40 s to compile (once: Mesa caches compiled shaders on disk).
  */
 export function fusedTiles(
   activation: Activation,
@@ -80,9 +84,13 @@ export function fusedTiles(
   storageBytes: number,
   software: boolean,
 ): FusedTiles {
+  if (!software) {
+    const gpu = gpuForwardTiles(headDim, storageBytes, false);
+    return { lanes: gpu.lanes / gpu.split, rowsPerLane: 1, keys: gpu.keys };
+  }
   const d4 = Math.ceil(headDim / 4);
-  const lanes = software ? 16 : 64;
-  const rowsPerLane = software ? (d4 <= 32 ? 8 : 2) : 1;
+  const lanes = 16;
+  const rowsPerLane = d4 <= 32 ? 8 : 2;
   // Workgroup memory grows linearly with the key tile: bytes per key, from the storage formula.
   const bytesPerKey = fusedStorageBytes(activation, headDim, { lanes, rowsPerLane, keys: 1 });
   return { lanes, rowsPerLane, keys: stagedRows(bytesPerKey, storageBytes, headDim) };

@@ -30,6 +30,7 @@
 import type { Activation } from "./attention_options.ts";
 import { getPipeline } from "./device.ts";
 import { type FusedTiles, stagedRows } from "./attention_fused.ts";
+import { gpuBackwardTiles } from "./attention_fused_gpu_backward.ts";
 import {
   accumulateWgsl,
   dotsWgsl,
@@ -62,17 +63,22 @@ export interface FusedBackwardConfig {
  * the softmax weights one pass, no score scratch). `dkv` stages Q and dO
  * tiles, plus the row lse and Δ for softmax.
  *
- * On a GPU each invocation owns one row. On a software adapter each owns R
- * rows, as in the forward kernel ({@linkcode fusedTiles}): R = 8 up to
- * D = 64, 4 up to D = 128, 1 above. The backward kernels keep three (`dq`:
- * q, dO, dQ) or four (`dkv`: k, v, dK, dV) vectors per row, so their
- * unrolled code, and its compile time, grows faster with R·D than the
- * forward's. Measured on lavapipe, B=1 H=4 S=1024, both kernels together:
- * at D = 64, R = 2 runs at 4.5–4.9 GFLOP/s, R = 4 at 6.8–7.5, R = 8 at
- * 12–14, R = 16 at 16.4–16.7 but compiles for minutes; at D = 128, R = 2
- * runs at 3.9–4.9 and R = 4 at 9.4–10.1, while R = 8 took over 7 minutes to
- * compile. At D = 256 the pair (with the forward kernel) compiles in about
- * 100 s with R = 1 and 135 s with R = 2.
+ * With `software` false this describes the GPU tiling's kernel
+ * (`attention_fused_gpu_backward.ts`, see `gpuBackwardTiles`) in these
+ * terms, for the operation-count model: `lanes` is the rows a workgroup
+ * owns, one row per lane group, and `keys` its compile-time step.
+ *
+ * On a software adapter each invocation owns R rows, as in the forward
+ * kernel ({@linkcode fusedTiles}): R = 8 up to D = 64, 4 up to D = 128, 1
+ * above. The backward kernels keep three (`dq`: q, dO, dQ) or four (`dkv`:
+ * k, v, dK, dV) vectors per row, so their unrolled code, and its compile
+ * time, grows faster with R·D than the forward's. Measured on lavapipe,
+ * B=1 H=4 S=1024, both kernels together: at D = 64, R = 2 runs at 4.5–4.9
+ * GFLOP/s, R = 4 at 6.8–7.5, R = 8 at 12–14, R = 16 at 16.4–16.7 but
+ * compiles for minutes; at D = 128, R = 2 runs at 3.9–4.9 and R = 4 at
+ * 9.4–10.1, while R = 8 took over 7 minutes to compile. At D = 256 the pair
+ * (with the forward kernel) compiles in about 100 s with R = 1 and 135 s
+ * with R = 2.
  */
 export function fusedBackwardTiles(
   kernel: BackwardKernel,
@@ -81,9 +87,13 @@ export function fusedBackwardTiles(
   storageBytes: number,
   software: boolean,
 ): FusedTiles {
+  if (!software) {
+    const gpu = gpuBackwardTiles(kernel, activation, headDim, storageBytes, false);
+    return { lanes: gpu.lanes / gpu.split, rowsPerLane: 1, keys: gpu.keys };
+  }
   const d4 = Math.ceil(headDim / 4);
-  const lanes = software ? 16 : 64;
-  const rowsPerLane = software ? (d4 <= 16 ? 8 : d4 <= 32 ? 4 : 1) : 1;
+  const lanes = 16;
+  const rowsPerLane = d4 <= 16 ? 8 : d4 <= 32 ? 4 : 1;
   const tiles = { lanes, rowsPerLane, keys: 1 };
   const bytesPerRow = fusedBackwardStorageBytes(kernel, activation, headDim, tiles);
   return { lanes, rowsPerLane, keys: stagedRows(bytesPerRow, storageBytes, headDim) };

@@ -69,9 +69,42 @@ export interface AttentionOptions {
   precision?: "f32" | "f16";
   /** `"fused"` (tiled, no S×S buffer; default) or `"unfused"` (scores written out, the baseline). */
   implementation?: "fused" | "unfused";
+  /**
+   * Which tile configuration the fused kernels use: a tuning and testing knob.
+   * `"auto"` (default) picks `"software"` on a CPU adapter (Mesa llvmpipe,
+   * lavapipe, SwiftShader, WARP) and `"gpu"` on any other. `"gpu"` forces the
+   * GPU kernels (one query row per lane group, the scores of a compile-time
+   * key step in registers); `"software"` forces the kernels built for a CPU
+   * adapter (several rows per lane, each staged key feeding all of them).
+   * Both give the same results within the tolerances; only speed differs.
+   * Ignored by the unfused implementation.
+   *
+   * @example
+   * ```ts
+   * import { attention } from "@sigmax/sigmax";
+   * const shape = { batch: 1, heads: 1, seqLen: 6, headDim: 4 };
+   * const x = Float32Array.from({ length: 24 }, (_, i) => Math.sin(i));
+   * const gpu = await attention(x, x, x, shape, { activation: "softmax", tiling: "gpu" });
+   * const cpu = await attention(x, x, x, shape, { activation: "softmax", tiling: "software" });
+   * console.log(Math.max(...gpu.map((y, i) => Math.abs(y - cpu[i])))); // ~1e-7
+   * ```
+   */
+  tiling?: Tiling;
   /** Device to run on. Default: the shared device of `getDevice()`. */
   device?: GPUDevice;
 }
+
+/**
+ * The tile configurations of the fused kernels (see {@linkcode AttentionOptions.tiling}).
+ *
+ * @example
+ * ```ts
+ * import type { Tiling } from "@sigmax/sigmax";
+ * const forced: Tiling[] = ["gpu", "software"];
+ * console.log(forced);
+ * ```
+ */
+export type Tiling = "auto" | "gpu" | "software";
 
 /**
  * Options with every default filled in, as `AttentionPlan.options` holds them.
@@ -100,6 +133,8 @@ export interface ResolvedAttentionOptions {
   precision: "f32" | "f16";
   /** See {@linkcode AttentionOptions.implementation}. */
   implementation: "fused" | "unfused";
+  /** See {@linkcode AttentionOptions.tiling}: as asked (`AttentionPlan.tiling` says what "auto" chose). */
+  tiling: Tiling;
 }
 
 /** The largest head dimension the kernels are generated for. */
@@ -206,7 +241,13 @@ export function resolveOptions(
       `options.implementation must be "fused" or "unfused", got ${JSON.stringify(implementation)}`,
     );
   }
-  return { activation, causal, scale, sigmoidBias, precision, implementation };
+  const tiling = options.tiling ?? "auto";
+  if (tiling !== "auto" && tiling !== "gpu" && tiling !== "software") {
+    throw new TypeError(
+      `options.tiling must be "auto", "gpu" or "software", got ${JSON.stringify(tiling)}`,
+    );
+  }
+  return { activation, causal, scale, sigmoidBias, precision, implementation, tiling };
 }
 
 /**

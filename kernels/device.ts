@@ -31,6 +31,15 @@ export interface AdapterReport {
   shaderF16: boolean;
   /** Whether GPU timestamps can be requested (the `timestamp-query` feature). */
   timestampQuery: boolean;
+  /**
+   * Whether the device has the `subgroups` feature (the GPU kernels then
+   * combine a row's partial dot products with subgroup shuffles). Deno may
+   * leave it out of `adapter.features` and still grant it, so sigmax asks for
+   * it on every adapter and falls back to a device without it.
+   */
+  subgroups: boolean;
+  /** The adapter's smallest and largest subgroup sizes, where it reports them. */
+  subgroupSizes?: { min: number; max: number };
   /** The limits the attention kernels depend on (the device's, as granted). */
   limits: {
     maxComputeWorkgroupStorageSize: number;
@@ -63,6 +72,49 @@ const _WANTED_LIMITS = [
   "maxComputeWorkgroupSizeX",
 ] as const;
 
+/**
+ * Requests the device with `features`, plus `subgroups`: Deno 2.9's WebGPU
+ * grants `subgroups` on Vulkan without listing it in `adapter.features` (and
+ * refuses it on OpenGL), so it is tried first and dropped if refused.
+ */
+async function _requestDevice(
+  adapter: GPUAdapter,
+  features: GPUFeatureName[],
+  requiredLimits: Record<string, number>,
+): Promise<GPUDevice> {
+  const subgroups = "subgroups" as GPUFeatureName;
+  if (!features.includes(subgroups)) {
+    try {
+      return await adapter.requestDevice({
+        label: "sigmax.device",
+        requiredFeatures: [...features, subgroups],
+        requiredLimits,
+      });
+    } catch {
+      // Not offered: fall through to a device without it.
+    }
+  }
+  return await adapter.requestDevice({
+    label: "sigmax.device",
+    requiredFeatures: features,
+    requiredLimits,
+  });
+}
+
+/**
+ * The subgroup sizes the adapter of `device` reports, or undefined (no
+ * `subgroups` feature, or no sizes reported).
+ */
+export function subgroupSizes(device: GPUDevice): { min: number; max: number } | undefined {
+  if (!device.features.has("subgroups")) return undefined;
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo as
+    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number })
+    | undefined;
+  const min = info?.subgroupMinSize, max = info?.subgroupMaxSize;
+  if (!min || !max) return undefined;
+  return { min, max };
+}
+
 async function _createRuntime(): Promise<Runtime> {
   if (typeof navigator === "undefined" || !("gpu" in navigator)) {
     throw new Error(
@@ -84,11 +136,7 @@ async function _createRuntime(): Promise<Runtime> {
   const requiredLimits: Record<string, number> = {};
   for (const name of _WANTED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const info = adapter.info;
-  const device = await adapter.requestDevice({
-    label: "sigmax.device",
-    requiredFeatures,
-    requiredLimits,
-  });
+  const device = await _requestDevice(adapter, requiredFeatures, requiredLimits);
   const runtime: Runtime = {
     adapter,
     device,
@@ -102,6 +150,8 @@ async function _createRuntime(): Promise<Runtime> {
       features: [...adapter.features].sort(),
       shaderF16: device.features.has("shader-f16"),
       timestampQuery: device.features.has("timestamp-query"),
+      subgroups: device.features.has("subgroups"),
+      ...(subgroupSizes(device) ? { subgroupSizes: subgroupSizes(device) } : {}),
       limits: {
         maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
         maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
@@ -319,13 +369,14 @@ export function uploadBuffer(
   const size = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
   const buffer = device.createBuffer({ label, size, usage: STORAGE_USAGE });
   if (data.byteLength > 0) {
-    device.queue.writeBuffer(
-      buffer,
-      0,
-      data.buffer as ArrayBuffer,
-      data.byteOffset,
-      data.byteLength,
-    );
+    // writeBuffer takes whole 4-byte words: an odd count of f16s goes in zero-padded.
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (data.byteLength !== size) {
+      const padded = new Uint8Array(size);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    device.queue.writeBuffer(buffer, 0, bytes.buffer as ArrayBuffer, bytes.byteOffset, size);
   }
   return buffer;
 }

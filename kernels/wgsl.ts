@@ -180,3 +180,174 @@ fn reduce(lid: u32, useMax: bool) -> f32 {
   workgroupBarrier();
   return result;
 }`;
+
+/**
+ * How the GPU kernels share one row among `split` lanes: each lane holds
+ * `width` consecutive vec4s of the head dim (its slice), and a row's dot
+ * products are the sum of its lanes' partial ones.
+ */
+export interface LaneSplit {
+  /** Lanes per row, a power of two (1: one lane holds the whole row). */
+  split: number;
+  /** vec4s of the head dim each lane holds: `ceil(D4 / split)`. */
+  width: number;
+  /** Whether the partial dot products are summed with subgroup shuffles (else workgroup memory). */
+  subgroups: boolean;
+}
+
+/**
+ * WGSL declaring this lane's slice of the head dim: `slot` (which lane of
+ * its row it is), `dcol[w]` (the vec4 column of slice entry w, clamped to the
+ * row) and, when `split · width > D4`, `dvalid[w]` (whether entry w is a real
+ * column; the clamped duplicates are zeroed on load and never stored).
+ */
+export function laneSliceWgsl(split: LaneSplit, D4: number): string {
+  const { split: P, width: W } = split;
+  const guarded = P * W > D4;
+  return `  let slot = lid % ${P}u;  // this lane's slice of the row: columns slot·${W} … slot·${W} + ${
+    W - 1
+  }
+  var dcol: array<u32, ${W}>;
+${guarded ? `  var dvalid: array<bool, ${W}>;\n` : ""}${
+    each(W, (w) =>
+      `dcol[${w}] = min(slot * ${W}u + ${w}u, D4 - 1u);${
+        guarded ? ` dvalid[${w}] = slot * ${W}u + ${w}u < D4;` : ""
+      }`, "  ")
+  }`;
+}
+
+/**
+ * WGSL loading this lane's slice of row `row` with `loader` into `regs[w]`,
+ * each times `factor` (a WGSL expression, or "" for none); columns past the
+ * row (see {@linkcode laneSliceWgsl}) load as zero.
+ */
+export function loadSliceWgsl(
+  regs: string,
+  loader: string,
+  row: string,
+  factor: string,
+  split: LaneSplit,
+  D4: number,
+  indent: string,
+): string {
+  const guarded = split.split * split.width > D4;
+  const scaled = (x: string) => factor ? `${factor} * ${x}` : x;
+  return each(split.width, (w) => {
+    const x = scaled(`${loader}(${row}, dcol[${w}])`);
+    return guarded
+      ? `${regs}[${w}] = select(vec4<f32>(0.0), ${x}, dvalid[${w}]);`
+      : `${regs}[${w}] = ${x};`;
+  }, indent);
+}
+
+/** WGSL storing this lane's slice `regs[w]` (times `factor`, or "") of row `row` with `storer`. */
+export function storeSliceWgsl(
+  storer: string,
+  regs: string,
+  row: string,
+  factor: string,
+  split: LaneSplit,
+  D4: number,
+  indent: string,
+): string {
+  const guarded = split.split * split.width > D4;
+  return each(split.width, (w) => {
+    const store = `${storer}(${row}, dcol[${w}], ${factor ? `${factor} * ` : ""}${regs}[${w}]);`;
+    return guarded ? `if (dvalid[${w}]) { ${store} }` : store;
+  }, indent);
+}
+
+/**
+ * WGSL for `${out}_c` (c < KS/4), the dot products of this lane's slice
+ * `regs[w]` with the slices of staged rows 4c … 4c+3 of `tile` (`[KS, D4]`),
+ * each vec4 of the tile read once, plus `init`. Partial sums when the row is
+ * split: {@linkcode splitSumWgsl} completes them.
+ */
+export function sliceDotsWgsl(
+  out: string,
+  regs: string,
+  tile: string,
+  init: string,
+  keys4: number,
+  width: number,
+): string {
+  const lines = [each(keys4, (c) => `var ${out}_${c} = vec4<f32>(${init});`, "    ")];
+  for (let w = 0; w < width; w++) {
+    for (let c = 0; c < keys4; c++) {
+      const t = (n: number) => `${tile}[${4 * c + n}u * D4 + dcol[${w}]]`;
+      lines.push(
+        `    ${out}_${c} += vec4<f32>(dot(${regs}[${w}], ${t(0)}), dot(${regs}[${w}], ${t(1)}), ` +
+          `dot(${regs}[${w}], ${t(2)}), dot(${regs}[${w}], ${t(3)}));`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+/**
+ * WGSL: `acc[w] += Σ_c Σ_n ${weights}_c[n] · tile[4c + n]` over the staged
+ * rows of `tile`, on this lane's slice (each tile vec4 read once).
+ */
+export function sliceAccumulateWgsl(
+  acc: string,
+  weights: string,
+  tile: string,
+  keys4: number,
+  width: number,
+): string {
+  return each(width, (w) => {
+    const terms = Array.from(
+      { length: keys4 },
+      (_, c) =>
+        [0, 1, 2, 3].map((n) =>
+          `${weights}_${c}.${"xyzw"[n]} * ${tile}[${4 * c + n}u * D4 + dcol[${w}]]`
+        ).join(" + "),
+    );
+    return `${acc}[${w}] += ${terms.join("\n      + ")};`;
+  }, "    ");
+}
+
+/**
+ * WGSL that completes split dot products: each named vec4 becomes the sum of
+ * its value over the `split` lanes of the row, with subgroup shuffles
+ * (`subgroupShuffleXor`: the row's lanes are consecutive invocations, inside
+ * one subgroup when the subgroup size is at least `split`) or through
+ * `red`, a workgroup array of `WG · names.length` vec4s (one barrier; the
+ * caller's next barrier must come before `red` is written again). Nothing
+ * when a lane holds the whole row.
+ */
+export function splitSumWgsl(names: string[], split: LaneSplit, indent: string): string {
+  const P = split.split;
+  if (P === 1) return "";
+  if (split.subgroups) {
+    const lines = [];
+    for (let mask = 1; mask < P; mask *= 2) {
+      for (const x of names) lines.push(`${x} += subgroupShuffleXor(${x}, ${mask}u);`);
+    }
+    return lines.map((line) => indent + line).join("\n");
+  }
+  const N = names.length;
+  const sum = (n: number) =>
+    Array.from({ length: P }, (_, t) => `red[(first + ${t}u) * ${N}u + ${n}u]`).join(" + ");
+  return `${indent}{
+${indent}  let first = lid - slot;  // the row's first lane
+${names.map((x, n) => `${indent}  red[lid * ${N}u + ${n}u] = ${x};`).join("\n")}
+${indent}  workgroupBarrier();
+${names.map((x, n) => `${indent}  ${x} = ${sum(n)};`).join("\n")}
+${indent}}`;
+}
+
+/**
+ * What a kernel that uses subgroup built-ins says about them. WGSL asks for
+ * `enable subgroups;`, but Naga (Deno 2.9's WebGPU) rejects that directive as
+ * not yet implemented and accepts the built-ins on a device with the
+ * `subgroups` feature without it, so the kernels leave it out.
+ */
+export const SUBGROUPS_WGSL =
+  "// subgroup built-ins: Naga takes them without `enable subgroups;` (and rejects it)\n";
+
+/** WGSL declaring `red`, the exchange array of {@linkcode splitSumWgsl}, when it is needed. */
+export function splitScratchWgsl(values: number, split: LaneSplit): string {
+  if (split.split === 1 || split.subgroups) return "";
+  return `var<workgroup> red: array<vec4<f32>, WG * ${values}u>;  // [WG, ${values}] partial dot products\n`;
+}

@@ -7,7 +7,7 @@ import {
   type AttentionOptions,
   type AttentionShape,
 } from "../mod.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, implementationLabel, randn, TOL } from "./_helpers.ts";
 
 /** q, k, v and dOut for `shape`, standard normal times `std`. */
 export function backwardInputs(shape: AttentionShape, seed: number, std = 1) {
@@ -21,7 +21,7 @@ export function backwardLabel(shape: AttentionShape, options: AttentionOptions):
   const extra = options.scale !== undefined
     ? ` scale=${options.scale.toPrecision(3)} b=${options.sigmoidBias}`
     : "";
-  return `${options.implementation ?? "fused"}${options.precision === "f16" ? " f16" : ""} ` +
+  return `${implementationLabel(options)}${options.precision === "f16" ? " f16" : ""} ` +
     `${options.activation}${options.causal ? " causal" : ""} [${B},${H},${S},${D}]${extra}`;
 }
 

@@ -37,6 +37,42 @@ export function randn(n: number, seed: number, std = 1): Float32Array {
   return out;
 }
 
+/**
+ * The fused kernels' tile configurations: every test of the fused kernels
+ * runs at both, on whatever adapter runs the tests. `SIGMAX_TEST_TILINGS`
+ * (`gpu`, `software`, or both comma-separated) narrows that for a local run.
+ */
+export const TILINGS: readonly ("software" | "gpu")[] = _testTilings();
+
+function _testTilings(): ("software" | "gpu")[] {
+  const all = ["software", "gpu"] as const;
+  const env = Deno.env.get("SIGMAX_TEST_TILINGS");
+  if (!env) return [...all];
+  const picked = env.split(",").map((t) => t.trim());
+  for (const t of picked) {
+    if (!(all as readonly string[]).includes(t)) {
+      throw new Error(`SIGMAX_TEST_TILINGS must list gpu and/or software, got "${env}"`);
+    }
+  }
+  return all.filter((t) => picked.includes(t));
+}
+
+/** `fused software`, `fused gpu` or `unfused`: the implementation as the test names print it. */
+export function implementationLabel(options: AttentionOptions): string {
+  const implementation = options.implementation ?? "fused";
+  return implementation === "fused" && options.tiling && options.tiling !== "auto"
+    ? `fused ${options.tiling}`
+    : implementation;
+}
+
+/** The variants a test runs: fused at each tiling, then (unless `fusedOnly`) unfused. */
+export function variants(
+  fusedOnly = false,
+): { implementation: "fused" | "unfused"; tiling?: "software" | "gpu" }[] {
+  const fused = TILINGS.map((tiling) => ({ implementation: "fused" as const, tiling }));
+  return fusedOnly ? fused : [...fused, { implementation: "unfused" }];
+}
+
 /** DESIGN.md's tolerance table. */
 export const TOL = {
   f32Forward: { atol: 1e-5, rtol: 1e-4 },
@@ -77,11 +113,13 @@ export function assertClose(
  * (S, D) runs the default scale and bias with B·H = 2 and an explicit scale
  * (1.5× wider scores) and bias -1.25 with B·H = 6, one causal and the other
  * not, alternating so that both pairings occur across the grid. Far larger
- * scores (|s| ~ 1e3) have their own tests.
+ * scores (|s| ~ 1e3) have their own tests. `tiling` goes into the options
+ * when given (fused only).
  */
 export function gridCases(
   activation: Activation,
   implementation: "fused" | "unfused",
+  tiling?: "software" | "gpu",
 ): { shape: AttentionShape; options: AttentionOptions }[] {
   const cases = [];
   for (const seqLen of [1, 7, 64, 97, 257]) {
@@ -96,13 +134,14 @@ export function gridCases(
                 activation,
                 causal,
                 implementation,
+                ...(tiling ? { tiling } : {}),
                 scale: 1.5 / Math.sqrt(headDim),
                 sigmoidBias: -1.25,
               },
             }
             : {
               shape: { batch: 1, heads: 2, seqLen, headDim },
-              options: { activation, causal, implementation },
+              options: { activation, causal, implementation, ...(tiling ? { tiling } : {}) },
             },
         );
       }

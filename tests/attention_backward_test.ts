@@ -9,7 +9,7 @@ import {
 } from "../mod.ts";
 import { attentionReferenceWithLse } from "../kernels/attention_reference.ts";
 import { createStorageBuffer, readFloat32, uploadBuffer } from "../kernels/device.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, implementationLabel, randn, TOL, variants } from "./_helpers.ts";
 import {
   assertGradients,
   backwardInputs,
@@ -18,18 +18,21 @@ import {
 } from "./_backward_helpers.ts";
 
 const ACTIVATIONS: Activation[] = ["softmax", "sigmoid"];
-const IMPLEMENTATIONS = ["fused", "unfused"] as const;
+/** Fused at the software and the GPU tiling, and unfused. */
+const VARIANTS = variants();
 
 Deno.test("attentionBackward() handles head dims that end in a partial vec4", async () => {
   let seed = 300;
   // Remainders 2 and 3 here; 1 (D = 1, 33) is in the grid. 35 has a partial vec4 after full ones.
   for (const headDim of [2, 3, 35]) {
-    for (const implementation of IMPLEMENTATIONS) {
+    for (const variant of VARIANTS) {
+      // As in the forward test, the GPU tiling takes D = 2 and 35 (with the grid's 1 and 33).
+      if (variant.tiling === "gpu" && headDim === 3) continue;
       for (const activation of ACTIVATIONS) {
         await checkBackwardCase({ batch: 2, heads: 1, seqLen: 37, headDim }, {
           activation,
           causal: true,
-          implementation,
+          ...variant,
         }, seed++);
       }
     }
@@ -51,10 +54,11 @@ Deno.test("attentionBackward() handles extreme scores: finite, matches the refer
   }
   const v = randn(S * D, 9);
   const dOut = randn(S * D, 10);
-  for (const implementation of IMPLEMENTATIONS) {
+  for (const variant of VARIANTS) {
     for (const activation of ACTIVATIONS) {
       for (const causal of [false, true]) {
-        const options: AttentionOptions = { activation, causal, implementation, scale: 1 };
+        const options: AttentionOptions = { activation, causal, ...variant, scale: 1 };
+        const implementation = implementationLabel(options);
         const got = await attentionBackward(q, k, v, dOut, shape, options);
         const ref = attentionBackwardReference(q, k, v, dOut, shape, options);
         assertGradients(`extreme ${backwardLabel(shape, options)}`, got, ref, TOL.f32Backward);
@@ -75,13 +79,19 @@ Deno.test("fused and unfused backward agree with each other at f32 tolerance", a
   const shape = { batch: 2, heads: 2, seqLen: 130, headDim: 33 };
   const [q, k, v, dOut] = backwardInputs(shape, 90);
   for (const activation of ACTIVATIONS) {
-    const fused = await attentionBackward(q, k, v, dOut, shape, { activation, causal: true });
     const unfused = await attentionBackward(q, k, v, dOut, shape, {
       activation,
       causal: true,
       implementation: "unfused",
     });
-    assertGradients(`fused vs unfused ${activation}`, fused, unfused, TOL.f32Backward);
+    for (const { tiling } of variants(true)) {
+      const fused = await attentionBackward(q, k, v, dOut, shape, {
+        activation,
+        causal: true,
+        tiling,
+      });
+      assertGradients(`fused ${tiling} vs unfused ${activation}`, fused, unfused, TOL.f32Backward);
+    }
   }
 });
 
@@ -89,9 +99,10 @@ Deno.test("AttentionPlan.encodeBackward() writes the gradients into caller-owned
   const device = await getDevice();
   const shape = { batch: 2, heads: 2, seqLen: 97, headDim: 33 };
   const rows = 2 * 2 * 97;
-  for (const implementation of IMPLEMENTATIONS) {
+  for (const variant of VARIANTS) {
     for (const activation of ACTIVATIONS) {
-      const options: AttentionOptions = { activation, causal: true, implementation };
+      const options: AttentionOptions = { activation, causal: true, ...variant };
+      const implementation = implementationLabel(options);
       const [q, k, v, dOut] = backwardInputs(shape, activation === "softmax" ? 60 : 61);
       const plan = await AttentionPlan.create(shape, options, { backward: true });
       const tensor = () => createStorageBuffer(device, plan.tensorBytes, "test.tensor");

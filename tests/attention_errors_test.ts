@@ -109,6 +109,11 @@ Deno.test("attention() rejects bad options with the expected values", async () =
       TypeError,
       'options.implementation must be "fused" or "unfused"',
     ],
+    [
+      { activation: "softmax", tiling: "cpu" },
+      TypeError,
+      'options.tiling must be "auto", "gpu" or "software", got "cpu"',
+    ],
   ];
   for (const [options, type, message] of cases) {
     await rejects(
@@ -235,6 +240,16 @@ Deno.test("attentionBackward() rejects bad tensors and options before any GPU wo
       }),
     RangeError,
     "shape.seqLen must be a positive integer",
+  );
+  await rejects(
+    () =>
+      attentionBackward(good(), good(), good(), good(), SHAPE, {
+        activation: "sigmoid",
+        tiling: "GPU",
+        device: untouchable,
+      } as unknown as AttentionOptions),
+    TypeError,
+    "options.tiling must be",
   );
   await rejects(
     () =>

@@ -9,7 +9,7 @@ import {
   type AttentionOptions,
   attentionReference,
 } from "../mod.ts";
-import { assertClose, f16Available, TOL } from "./_helpers.ts";
+import { assertClose, f16Available, TILINGS, TOL } from "./_helpers.ts";
 import { assertGradients, backwardInputs, backwardLabel } from "./_backward_helpers.ts";
 
 const ACTIVATIONS: Activation[] = ["softmax", "sigmoid"];
@@ -29,10 +29,12 @@ Deno.test({
       for (const activation of ACTIVATIONS) {
         for (const causal of [false, true]) {
           const [q, k, v] = backwardInputs(shape, seed++).map(toF16);
-          const options: AttentionOptions = { activation, causal, precision: "f16" };
-          const got = await attention(q, k, v, shape, options);
-          const ref = attentionReference(q, k, v, shape, options);
-          assertClose(`out ${backwardLabel(shape, options)}`, got, ref, TOL.f16);
+          for (const tiling of TILINGS) {
+            const options: AttentionOptions = { activation, causal, precision: "f16", tiling };
+            const got = await attention(q, k, v, shape, options);
+            const ref = attentionReference(q, k, v, shape, options);
+            assertClose(`out ${backwardLabel(shape, options)}`, got, ref, TOL.f16);
+          }
         }
       }
     }
@@ -49,10 +51,12 @@ Deno.test({
       for (const activation of ACTIVATIONS) {
         for (const causal of [false, true]) {
           const [q, k, v, dOut] = backwardInputs(shape, seed++).map(toF16);
-          const options: AttentionOptions = { activation, causal, precision: "f16" };
-          const got = await attentionBackward(q, k, v, dOut, shape, options);
-          const ref = attentionBackwardReference(q, k, v, dOut, shape, options);
-          assertGradients(backwardLabel(shape, options), got, ref, TOL.f16);
+          for (const tiling of TILINGS) {
+            const options: AttentionOptions = { activation, causal, precision: "f16", tiling };
+            const got = await attentionBackward(q, k, v, dOut, shape, options);
+            const ref = attentionBackwardReference(q, k, v, dOut, shape, options);
+            assertGradients(backwardLabel(shape, options), got, ref, TOL.f16);
+          }
         }
       }
     }

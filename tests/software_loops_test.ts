@@ -99,6 +99,16 @@ Deno.test({
         }),
       /fused softmax backward kernel at headDim 256/,
     );
+    // The GPU tiling's kernels loop less per key (a compile-time step, unrolled), so the
+    // shape the software tiling refuses runs there; the llvmpipe budget still binds further on.
+    const gpu = await AttentionPlan.create(shape, { activation: "softmax", tiling: "gpu" });
+    assert.equal(gpu.tiling, "gpu");
+    gpu.destroy();
+    await assert.rejects(
+      () =>
+        AttentionPlan.create({ ...shape, seqLen: 65536 }, { activation: "softmax", tiling: "gpu" }),
+      /kernel at headDim 256 \(tiling "gpu"\) on this software adapter/,
+    );
     // The unfused path is refused for its S×S buffer instead, as before.
     await assert.rejects(
       () => AttentionPlan.create(shape, { activation: "softmax", implementation: "unfused" }),
