@@ -251,6 +251,8 @@ export function paperMarkdown(a: PaperAnalysis): string {
       `${k.convergence.runs - k.convergence.converged} / ${k.convergence.runs}`,
       pct(k.convergence.nonConvergenceRate),
       Object.entries(k.winners).sort().map(([s, m]) => `${s} ${m}`).join(", "),
+      k.atBound === undefined ? "—" : `${k.atBound} / ${k.convergence.runs}`,
+      k.multiDominated === undefined ? "—" : `${k.multiDominated} / ${k.convergence.runs}`,
     ])
   );
   const localRows = cells.flatMap((c) =>
@@ -326,9 +328,21 @@ export function paperMarkdown(a: PaperAnalysis): string {
     "",
     "Not converged = the kept start did not meet the stopping rule (projected gradient max-norm " +
     `and relative loss change; ${JSON.stringify(a.stopping)}). Winners: which start had the ` +
-    "lowest training loss.",
+    "lowest training loss. On the bound: fits with a parameter on the box bound. Multi-expert " +
+    "share: fits whose Voronoi loss is more than half from cells holding several fitted experts.",
     "",
-    table(["cell", "gate", "not converged", "rate", "winning start"], diagRows),
+    table(
+      [
+        "cell",
+        "gate",
+        "not converged",
+        "rate",
+        "winning start",
+        "on the bound",
+        "multi-expert share",
+      ],
+      diagRows,
+    ),
     "",
   ].join("\n");
 }

@@ -352,6 +352,10 @@ export interface PaperCurve {
   convergence: { runs: number; converged: number; nonConvergenceRate: number };
   /** How many runs each start won. */
   winners: Record<string, number>;
+  /** Runs whose kept fit has a parameter on the box bound (|θ| = bound). */
+  atBound: number;
+  /** Runs whose Voronoi loss is more than half from cells holding several fitted experts. */
+  multiDominated: number;
 }
 
 /** A paper-study cell. */
@@ -478,6 +482,11 @@ export function analyzePaperStudy(
       const converged = runs.filter((r) => r.result.converged).length;
       const winners: Record<string, number> = {};
       for (const r of runs) winners[r.result.winner] = (winners[r.result.winner] ?? 0) + 1;
+      const bound = preset.stopping.bound ?? 10;
+      const atBound = runs.filter((r) => r.result.theta.some((v) => Math.abs(v) >= bound)).length;
+      const multiDominated = runs.filter((r) =>
+        r.result.voronoiParts.multi > 0.5 * r.result.voronoi
+      ).length;
       const slopeOf = (rows: number[][]) =>
         tMeanCI(rows.map((row) => logLogSlope(cell.ns, row).slope), 0.95);
       const pooled = logLogSlope(
@@ -502,6 +511,8 @@ export function analyzePaperStudy(
           nonConvergenceRate: (runs.length - converged) / runs.length,
         },
         winners,
+        atBound,
+        multiDominated,
       };
     });
     const options = { resamples: 4000, level: 0.95, seed: 2502 };
