@@ -5,7 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { adapterReport } from "./mod.ts";
+import { adapterReport, getDevice } from "./mod.ts";
 import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
 import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
 import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
@@ -14,6 +14,8 @@ import { trainMain } from "./training/cli.ts";
 import { benchMain } from "./bench/main.ts";
 import { reportMain } from "./bench/report.ts";
 import { studyMain } from "./bench/study_cli.ts";
+import { backendHint, useChosenBackend } from "./bench/backend.ts";
+import { isSoftwareDevice } from "./kernels/device.ts";
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
@@ -27,10 +29,13 @@ usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
                                          and backward (software-adapter costs, or GPU
                                          costs with --gpu)
 
-demo: prints the adapter, checks fused and unfused kernels (forward and
-backward) against the f64 reference, times fused and unfused softmax and
-sigmoid attention forward and backward, and runs a S=16384 forward pass to
-show the fused kernel's O(S·D) memory.
+demo: prints the adapter and its backend, compiles the kernels it needs
+(a live count; Mesa caches them, so only a first run waits), checks fused and
+unfused kernels (forward and backward, causal and not, odd sequence lengths)
+against the f64 reference, times fused and unfused softmax and sigmoid
+attention forward and backward, and runs a long-context forward pass (S up
+to 16384, past what the unfused S×S scores fit in) to show the fused
+kernel's O(S·D) memory.
 
 demo options:
   --seq-lens LIST   sequence lengths to time, comma-separated (default ${
@@ -42,11 +47,14 @@ demo options:
 })
   --reps N          timed rounds (each runs every kernel once), at least 5 (default ${DEMO_DEFAULTS.reps})
   --no-backward     time the forward pass only
-  --no-long         skip the S=16384 long-context run
+  --no-long         skip the long-context run
   -h, --help        show this help
 
 The adapter: a real GPU where there is one, otherwise Mesa's software adapter.
-DENO_WEBGPU_BACKEND=vulkan|gl picks a backend.`;
+On Linux sigmax asks Deno for Vulkan where a Vulkan driver is installed, else
+OpenGL; DENO_WEBGPU_BACKEND=vulkan|gl picks one yourself. On OpenGL's
+llvmpipe, \`apt-get install -y mesa-vulkan-drivers\` adds the Vulkan adapter
+(lavapipe): shaders compile several times faster, and it has shader-f16.`;
 
 /** Thrown for bad command-line input: printed with the usage hint, exit code 2. */
 class UsageError extends Error {}
@@ -61,6 +69,8 @@ function positiveInt(name: string, text: string, max = Infinity): number {
 
 async function main(args: string[]): Promise<number> {
   // Commands with options of their own parse them themselves.
+  // One backend's driver, named (before the first getDevice: Deno reads it once).
+  const backend = useChosenBackend();
   if (args[0] === "train") return await trainMain(args.slice(1));
   if (args[0] === "bench") return await benchMain(args.slice(1));
   if (args[0] === "report") return await reportMain(args.slice(1));
@@ -100,10 +110,14 @@ async function main(args: string[]): Promise<number> {
       if (values.reps !== undefined) options.reps = Math.max(5, positiveInt("reps", values.reps));
       if (values["no-long"]) options.long = false;
       if (values["no-backward"]) options.backward = false;
-      return (await runDemo(options)) ? 0 : 1;
+      return (await runDemo(options, console.log, backend)) ? 0 : 1;
     }
     case "doctor": {
-      console.log(JSON.stringify(await adapterReport(), null, 2));
+      const report = await adapterReport();
+      console.log(`backend: ${backend.name} (${backend.why})`);
+      const hint = backendHint(backend.name, isSoftwareDevice(await getDevice()));
+      if (hint) console.log(hint);
+      console.log(JSON.stringify({ backend: backend.name, ...report }, null, 2));
       return 0;
     }
     case "model": {

@@ -23,6 +23,7 @@ import { isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+import { type BackendChoice, backendHint, chooseBackend } from "./backend.ts";
 
 /** Settings of the demo (the CLI's flags). */
 export interface DemoOptions {
@@ -32,8 +33,42 @@ export interface DemoOptions {
   reps: number;
   /** Time the backward pass too. */
   backward: boolean;
-  /** Run the S = 16384 long-context check. */
+  /** Run the long-context check (the smallest power-of-two S, at most 16384, whose S×S scores no storage binding can hold). */
   long: boolean;
+}
+
+/** One attention workload the demo runs: the kernels it needs are compiled before anything is timed. */
+interface DemoWork {
+  shape: AttentionShape;
+  implementation: "fused" | "unfused";
+  activation: "softmax" | "sigmoid";
+  causal: boolean;
+  pass: AttentionPass;
+}
+
+/**
+ * The workloads in `work` that need different pipelines, each shrunk to the
+ * smallest shape with the same pipelines: batch, heads and the sequence
+ * length are runtime sizes; only the head dim and whether the sequence
+ * length is a multiple of 4 (the unfused matmuls' vec4 access) are compiled in.
+ */
+export function distinctPipelines(work: DemoWork[]): DemoWork[] {
+  const seen = new Map<string, DemoWork>();
+  for (const w of work) {
+    const seqLen = 4 + (w.shape.seqLen % 4 || 4);
+    const key = [w.implementation, w.activation, w.causal, w.pass, w.shape.headDim, seqLen].join();
+    if (!seen.has(key)) {
+      seen.set(key, { ...w, shape: { batch: 1, heads: 1, seqLen, headDim: w.shape.headDim } });
+    }
+  }
+  return [...seen.values()];
+}
+
+/** The long-context step's S: the smallest power of two from 1024 whose S×S f32 scores exceed `maxBinding` bytes, at most 16384. */
+export function longContextSeqLen(maxBinding: number): number {
+  let S = 1024;
+  while (S < 16384 && S * S * 4 <= maxBinding) S *= 2;
+  return S;
 }
 
 /**
@@ -49,17 +84,24 @@ export const DEMO_DEFAULTS: DemoOptions = {
   long: true,
 };
 
-/** Runs the demo, printing as it goes; returns false if a kernel disagreed with the reference. */
-export async function runDemo(options: DemoOptions, log = console.log): Promise<boolean> {
+/**
+ * Runs the demo, printing as it goes; returns false if a kernel disagreed
+ * with the reference. `backend` is the choice the caller applied before the
+ * first `getDevice()` (see `bench/backend.ts`).
+ */
+export async function runDemo(
+  options: DemoOptions,
+  log: (line: string) => void = console.log,
+  backend: BackendChoice = chooseBackend(),
+): Promise<boolean> {
   const report = await adapterReport();
   const software = isSoftwareDevice(await getDevice());
-  log(`adapter: ${report.description}${software ? " (software)" : ""}`);
-  if (software) {
-    log(
-      "  (a first run compiles every kernel's shader, a few minutes on a software adapter; " +
-        "Mesa caches them for later runs)",
-    );
-  }
+  log(
+    `adapter: ${report.description}${software ? " (software)" : ""}, backend ${backend.name} ` +
+      `(${backend.why})`,
+  );
+  const hint = backendHint(backend.name, software);
+  if (hint) log(`  ${hint}`);
   log(
     `  shader-f16: ${report.shaderF16 ? "yes" : "no"}, timestamp-query: ${
       report.timestampQuery ? "yes" : "no"
@@ -67,13 +109,49 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
       `max storage binding: ${report.limits.maxStorageBufferBindingSize / 2 ** 20} MiB`,
   );
 
+  // Every check and timing runs at the first head dim of the table, so that the
+  // demo compiles one set of kernels; the checks take odd sequence lengths.
+  const D = options.headDims[0];
+  const checks: [AttentionShape, boolean][] = [
+    [{ batch: 1, heads: 2, seqLen: 97, headDim: D }, true],
+    [{ batch: 2, heads: 2, seqLen: 61, headDim: D }, false],
+  ];
+  const longS = longContextSeqLen(report.limits.maxStorageBufferBindingSize);
+  const longShape = { batch: 1, heads: 1, seqLen: longS, headDim: D };
+  const passes: AttentionPass[] = options.backward ? ["forward", "backward"] : ["forward"];
+  const work: DemoWork[] = [];
+  for (const [shape, causal] of checks) {
+    for (const pass of ["forward", "backward"] as const) {
+      for (const k of KERNELS) work.push({ shape, causal, pass, ...k });
+    }
+  }
+  for (const pass of passes) {
+    for (const headDim of options.headDims) {
+      for (const seqLen of options.seqLens) {
+        for (const k of KERNELS) {
+          work.push({
+            shape: { batch: 1, heads: options.heads, seqLen, headDim },
+            causal: false,
+            pass,
+            ...k,
+          });
+        }
+      }
+    }
+  }
+  if (options.long) {
+    work.push({
+      shape: longShape,
+      causal: false,
+      pass: "forward",
+      implementation: "fused",
+      activation: "sigmoid",
+    });
+  }
+  await compileKernels(distinctPipelines(work), log);
+
   log("\nkernels against the f64 reference (tolerance |err| ≤ 1e-5 + 1e-4·|ref|):");
   let allGood = true;
-  const checks: [AttentionShape, boolean][] = [
-    [{ batch: 1, heads: 2, seqLen: 97, headDim: 33 }, true],
-    [{ batch: 2, heads: 2, seqLen: 64, headDim: 64 }, false],
-    [{ batch: 1, heads: 1, seqLen: 257, headDim: 16 }, true],
-  ];
   for (const [shape, causal] of checks) {
     const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
     const [q, k, v] = [seededInputs(n, 1), seededInputs(n, 2), seededInputs(n, 3)];
@@ -94,17 +172,16 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
         `${implementation} ${activation} ${maxErr.toExponential(1)} ${ok ? "ok" : "FAIL"}`,
       );
     }
-    const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
+    const { batch: B, heads: H, seqLen: S } = shape;
     log(`  [${B},${H},${S},${D}]${causal ? " causal" : "       "}  ${cells.join("  ")}`);
   }
   log("backward (dq, dk, dv; tolerance |err| ≤ 1e-4 + 1e-3·|ref|):");
-  {
-    const shape = { batch: 1, heads: 2, seqLen: 97, headDim: 33 };
+  for (const [shape, causal] of checks) {
     const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
     const [q, k, v, dOut] = [1, 2, 3, 4].map((seed) => seededInputs(n, seed));
     const cells: string[] = [];
     for (const { implementation, activation } of KERNELS) {
-      const opts = { activation, causal: true, implementation };
+      const opts = { activation, causal, implementation };
       const got = await attentionBackward(q, k, v, dOut, shape, opts);
       const ref = attentionBackwardReference(q, k, v, dOut, shape, opts);
       let maxErr = 0;
@@ -121,14 +198,14 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
         `${implementation} ${activation} ${maxErr.toExponential(1)} ${ok ? "ok" : "FAIL"}`,
       );
     }
-    log(`  [1,2,97,33] causal  ${cells.join("  ")}`);
+    const { batch: B, heads: H, seqLen: S } = shape;
+    log(`  [${B},${H},${S},${D}]${causal ? " causal" : "       "}  ${cells.join("  ")}`);
   }
 
   const H = options.heads;
   const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
   const storage = report.limits.maxComputeWorkgroupStorageSize;
   const clocks = new Set<string>();
-  const passes: AttentionPass[] = options.backward ? ["forward", "backward"] : ["forward"];
   for (const pass of passes) {
     log(
       `\n${pass} time, B=1 H=${H}: kernels interleaved, median of ${options.reps} rounds ` +
@@ -166,11 +243,10 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
   log(`  timed with ${[...clocks].join(" and ")}; the model's prediction in brackets.`);
 
   if (options.long) {
-    const S = 16384;
-    const shape = { batch: 1, heads: 1, seqLen: S, headDim: 32 };
-    log(`\nlong context, S=${S} H=1 D=32:`);
+    const S = longS;
+    log(`\nlong context, S=${S} H=1 D=${D}:`);
     try {
-      const unfused = await attentionWorkload(shape, {
+      const unfused = await attentionWorkload(longShape, {
         activation: "sigmoid",
         implementation: "unfused",
       });
@@ -180,14 +256,16 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     } catch (error) {
       log(`  unfused: refused: ${(error as Error).message}`);
     }
-    // One run: this shows memory, not speed (the table above is the timing).
-    const work = await attentionWorkload(shape, { activation: "sigmoid" });
+    // One run: its kernel was compiled (and run once) with the others before
+    // anything was timed; this shows memory, not speed (the tables are the timing).
+    const work = await attentionWorkload(longShape, { activation: "sigmoid" });
     try {
       const ms = await work.run();
       const mib = (4 * work.plan.tensorBytes) / 2 ** 20;
       log(
-        `  fused sigmoid: ran in ${(ms / 1000).toFixed(1)} s ` +
-          `(${(work.plan.forwardFlops / ms / 1e6).toFixed(2)} GFLOP/s, one run); ` +
+        `  fused sigmoid: ran in ${(ms / 1000).toFixed(2)} s (${
+          (work.plan.forwardFlops / ms / 1e6).toFixed(2)
+        } GFLOP/s, one run, kernel compiled beforehand); ` +
           `global memory ${mib.toFixed(0)} MiB for q, k, v, out: O(S·D)`,
       );
     } finally {
@@ -195,4 +273,44 @@ export async function runDemo(options: DemoOptions, log = console.log): Promise<
     }
   }
   return allGood;
+}
+
+/**
+ * Compiles the kernels of `work` before anything is timed, by running each
+ * workload once at its small shape (Mesa's OpenGL driver generates a
+ * shader's code at its first dispatch, so creating the pipeline is not
+ * enough). On a terminal a live line counts them ("compiling kernels 3/12");
+ * otherwise each one that took longer than half a second gets a line.
+ */
+async function compileKernels(work: DemoWork[], log: (line: string) => void): Promise<void> {
+  const tty = log === console.log && Deno.stdout.isTerminal();
+  const encoder = new TextEncoder();
+  const t0 = performance.now();
+  log(`\ncompiling kernels: ${work.length} workloads (cached ones take milliseconds):`);
+  for (const [i, w] of work.entries()) {
+    const what = `${w.implementation} ${w.activation} ${w.pass}${w.causal ? " causal" : ""} ` +
+      `D=${w.shape.headDim} S=${w.shape.seqLen}`;
+    if (tty) {
+      Deno.stdout.writeSync(
+        encoder.encode(`\r\x1b[2K  compiling kernels ${i + 1}/${work.length}: ${what}`),
+      );
+    }
+    const t = performance.now();
+    const workload = await attentionWorkload(
+      w.shape,
+      { activation: w.activation, implementation: w.implementation, causal: w.causal },
+      w.pass,
+    );
+    try {
+      await workload.run();
+    } finally {
+      workload.destroy();
+    }
+    const s = (performance.now() - t) / 1000;
+    if (!tty && s > 0.5) {
+      log(`  compiling kernels ${i + 1}/${work.length}: ${what}: ${s.toFixed(1)} s`);
+    }
+  }
+  if (tty) Deno.stdout.writeSync(encoder.encode("\r\x1b[2K"));
+  log(`  kernels ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

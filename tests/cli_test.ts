@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
 import { parseTrainArgs } from "../training/cli.ts";
+import { distinctPipelines, longContextSeqLen } from "../bench/demo.ts";
 
 /** Runs `cli.ts` with `args` in a child Deno; returns the exit code and output. */
-async function cli(...args: string[]) {
+function cli(...args: string[]) {
+  return cliWith({}, ...args);
+}
+
+/** Like {@linkcode cli}, with extra environment variables. */
+async function cliWith(env: Record<string, string>, ...args: string[]) {
   const command = new Deno.Command(Deno.execPath(), {
+    env,
     args: [
       "run",
       "--allow-env",
@@ -41,6 +48,22 @@ Deno.test("cli rejects unknown commands and bad flags with exit code 2", async (
     const { code, stderr } = await cli(...args);
     assert.equal(code, 2, `${args.join(" ")} exits 2`);
     assert.match(stderr, message);
+  }
+});
+
+Deno.test("cli doctor names the backend, and on OpenGL llvmpipe says how to get Vulkan", async () => {
+  const gl = await cliWith({ DENO_WEBGPU_BACKEND: "gl" }, "doctor");
+  assert.equal(gl.code, 0, gl.stderr);
+  assert.match(gl.stdout, /^backend: OpenGL \(DENO_WEBGPU_BACKEND=gl\)\n/);
+  const software = /llvmpipe|lavapipe/.test(gl.stdout);
+  if (software) {
+    assert.match(gl.stdout, /^hint: `apt-get install -y mesa-vulkan-drivers` .*shader-f16$/m);
+  }
+  assert.equal(JSON.parse(gl.stdout.slice(gl.stdout.indexOf("{"))).backend, "OpenGL");
+  const vulkan = await cliWith({ DENO_WEBGPU_BACKEND: "vulkan" }, "doctor");
+  if (vulkan.code === 0) {
+    assert.match(vulkan.stdout, /^backend: Vulkan /);
+    assert.doesNotMatch(vulkan.stdout, /mesa-vulkan-drivers/);
   }
 });
 
@@ -146,4 +169,33 @@ Deno.test("train's estimator flags map onto the training config", () => {
   assert.ok(plain !== "help");
   assert.equal(plain.fullBatch, false);
   assert.equal(plain.plateauTol, undefined);
+});
+
+Deno.test("demo compiles each pipeline once: workloads differ only by compiled-in choices", () => {
+  const w = (seqLen: number, headDim: number, causal = false) => ({
+    shape: { batch: 2, heads: 4, seqLen, headDim },
+    implementation: "fused" as const,
+    activation: "sigmoid" as const,
+    causal,
+    pass: "forward" as const,
+  });
+  const distinct = distinctPipelines([
+    w(256, 64),
+    w(1024, 64),
+    w(97, 64),
+    w(61, 64),
+    w(98, 64),
+    w(97, 32),
+    w(97, 64, true),
+  ]);
+  assert.deepEqual(
+    distinct.map((d) => [d.shape.seqLen, d.shape.headDim, d.causal, d.shape.batch * d.shape.heads]),
+    [[8, 64, false, 1], [5, 64, false, 1], [6, 64, false, 1], [5, 32, false, 1], [5, 64, true, 1]],
+  );
+});
+
+Deno.test("demo's long-context step takes the first S whose S×S scores no binding holds", () => {
+  assert.equal(longContextSeqLen(128 * 2 ** 20), 8192); // 8192² · 4 B = 256 MiB
+  assert.equal(longContextSeqLen(2 ** 30), 16384); // 16384² · 4 B = 1 GiB fits: capped
+  assert.equal(longContextSeqLen(1), 1024);
 });
