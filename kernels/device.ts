@@ -212,7 +212,8 @@ export async function adapterReport(): Promise<AdapterReport> {
 
 /**
  * Whether `device` runs on a CPU (Mesa llvmpipe/lavapipe, SwiftShader, WARP):
- * the kernels pick different tile shapes there.
+ * `options.tiling: "auto"` picks the software tiling there and the GPU tiling
+ * everywhere else; the plans also guard llvmpipe's loop budget on it.
  */
 export function isSoftwareDevice(device: GPUDevice): boolean {
   const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
