@@ -483,6 +483,45 @@ Deno.test("teacher: teacherSeed changes the teacher, not the inputs", () => {
   assert.notDeepEqual(a.heads[0].wq, b.heads[0].wq);
 });
 
+Deno.test("teacher: owns its parameter metrics, read from an attention-arch model's parameters", async () => {
+  const task = createTeacherTask({
+    n: 5,
+    seed: 1,
+    testSize: 5,
+    dim: 4,
+    teacherHeads: 2,
+    expert: "relu",
+  });
+  assert.deepEqual(task.model, { arch: "attention", expert: "relu" });
+  // A student whose [dim, heads·headDim] matrices hold the teacher's heads side by side.
+  const [d, H, D] = [4, 2, 4];
+  const packed = (key: "wq" | "wk" | "wv") => {
+    const out = new Float32Array(d * H * D);
+    for (let h = 0; h < H; h++) {
+      for (let i = 0; i < d; i++) {
+        out.set(task.heads[h][key].subarray(i * D, i * D + D), i * H * D + h * D);
+      }
+    }
+    return out;
+  };
+  const view = (arch: "attention" | "transformer", swap = false) => ({
+    config: { arch, width: d, heads: H, headDim: D },
+    read: (name: string) => {
+      const m = packed(name as "wq" | "wk" | "wv");
+      if (swap && name === "wv") m.reverse();
+      return Promise.resolve(m);
+    },
+  });
+  const same = await task.parameterErrors!(view("attention"));
+  assert.ok(
+    same && same.gating < 1e-6 && same.value < 1e-6 && same.voronoi < 1e-6,
+    JSON.stringify(same),
+  );
+  const other = await task.parameterErrors!(view("attention", true));
+  assert.ok(other && other.value > 0.1, JSON.stringify(other));
+  assert.equal(await task.parameterErrors!(view("transformer")), undefined);
+});
+
 // ---------------------------------------------------------------- parameterErrors
 
 function scaleHead(h: AttentionHeadParams, value: number): AttentionHeadParams {

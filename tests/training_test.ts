@@ -265,6 +265,98 @@ Deno.test("a run killed mid-way and resumed from its checkpoint continues the ex
   }
 });
 
+Deno.test("a resumed run may grow steps: it keeps the checkpoint's schedule and runs on at the floor", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-resume-steps-" });
+  try {
+    const checkpoint = `${dir}/run.ckpt`;
+    const first = await train({ ...SMALL, checkpoint }); // warmup: 5% of 24 steps = 1
+    const longer = await train({ ...SMALL, steps: 36, checkpoint });
+    assert.equal(longer.resumedFrom, 24);
+    assert.deepEqual(longer.losses.slice(0, 24), first.losses);
+    // The documented curve: an uninterrupted run with the first run's schedule.
+    const uninterrupted = await train({ ...SMALL, steps: 36, scheduleSteps: 24, warmup: 1 });
+    assert.deepEqual(longer.losses, uninterrupted.losses);
+    assert.deepEqual(longer.evals, uninterrupted.evals);
+    // A fresh cosine over 36 steps is another curve: the resumed run is not that one.
+    const fresh = await train({ ...SMALL, steps: 36 });
+    assert.notDeepEqual(longer.losses.slice(24), fresh.losses.slice(24));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resume refuses settings that change the curve, naming the setting, before any step", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-resume-refuse-" });
+  try {
+    const checkpoint = `${dir}/run.ckpt`;
+    await train({ ...SMALL, steps: 8, checkpoint });
+    const refused = async (change: Record<string, unknown>, name: string) => {
+      await assert.rejects(
+        () => train({ ...SMALL, checkpoint, ...change }),
+        (e: Error) => e instanceof RangeError && e.message.includes(`${name} = `),
+        name,
+      );
+    };
+    await refused({ lr: 1e-3 }, "lr");
+    await refused({ batchSize: 8 }, "batchSize");
+    await refused({ attention: "sigmoid" }, "attention");
+    await refused({ warmup: 3 }, "warmup");
+    await refused({ scheduleSteps: 48 }, "scheduleSteps");
+    await assert.rejects(
+      () => train({ ...SMALL, steps: 4, checkpoint }),
+      /at step 8, past steps = 4/,
+    );
+    // The CLI exits with 2 and says which setting, with no stack trace.
+    const cli = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-env",
+        "--allow-read",
+        "--allow-write",
+        "cli.ts",
+        "train",
+        "--task",
+        "mqar",
+        "--n",
+        "256",
+        "--seed",
+        "3",
+        "--test-size",
+        "64",
+        "--opt",
+        "vocab=16",
+        "--opt",
+        "pairs=2",
+        "--width",
+        "16",
+        "--heads",
+        "2",
+        "--layers",
+        "1",
+        "--steps",
+        "24",
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "12",
+        "--checkpoint",
+        checkpoint,
+        "--lr",
+        "0.001",
+        "--quiet",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(cli.stderr);
+    assert.equal(cli.code, 2, err);
+    assert.match(err, /lr = 0\.003, this run has 0\.001; lr may not change on resume/);
+    assert.doesNotMatch(err, /^\s+at /m); // no stack trace
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);

@@ -38,7 +38,8 @@ optimisation:
   --batch-size N       sequences per step (default 32)
   --full-batch         every step uses the whole training set (batch = n)
   --lr X               peak learning rate (default 3e-3; attention arch 1e-2)
-  --warmup N           warmup steps (default 5% of steps)
+  --warmup N           warmup steps (default 5% of --schedule-steps)
+  --schedule-steps N   steps the cosine spans, the floor after it (default --steps)
   --min-lr-ratio X     cosine floor as a fraction of lr (default 0.1)
   --weight-decay X     AdamW weight decay on matrices (default 0.01)
   --clip X             global grad-norm clip, 0 = off (default 1)
@@ -63,6 +64,10 @@ output:
                        --eval-every) and resume from it when it exists
   --checkpoint-every N
   --no-resume          ignore an existing checkpoint (it is overwritten)
+  On resume, --steps may change (not below the checkpoint's step): the run keeps
+  the checkpoint's schedule (--warmup, --schedule-steps), so a longer run goes
+  on at the cosine's floor; the stopping rules, --log, --checkpoint-every and
+  --quiet may change too. Any other setting that differs is refused (exit 2).
   --json               print the result as JSON on stdout instead of a summary
   --quiet              no progress line
   -h, --help           this help
@@ -123,6 +128,7 @@ export function parseTrainArgs(
         "plateau-window": { type: "string" },
         lr: { type: "string" },
         warmup: { type: "string" },
+        "schedule-steps": { type: "string" },
         "min-lr-ratio": { type: "string" },
         "weight-decay": { type: "string" },
         clip: { type: "string" },
@@ -184,6 +190,7 @@ export function parseTrainArgs(
     plateauWindow: parseNumber("plateau-window", v["plateau-window"]),
     lr: parseNumber("lr", v.lr),
     warmup: parseNumber("warmup", v.warmup),
+    scheduleSteps: parseNumber("schedule-steps", v["schedule-steps"]),
     minLrRatio: parseNumber("min-lr-ratio", v["min-lr-ratio"]),
     weightDecay: parseNumber("weight-decay", v["weight-decay"]),
     clip: parseNumber("clip", v.clip),

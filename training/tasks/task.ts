@@ -56,6 +56,29 @@ export interface Score {
   count: number;
 }
 
+/**
+ * What a task may read of a trained model to score its parameters (not only
+ * its outputs): the model's shape and its parameters by name.
+ */
+export interface ModelView {
+  /** The model's architecture and sizes. */
+  config: { arch: "transformer" | "attention"; width: number; heads: number; headDim: number };
+  /** A parameter's values read back from the GPU (e.g. `"wq"`, `[width, heads·headDim]`). */
+  read(name: string): Promise<Float32Array>;
+}
+
+/** Parameter recovery of a student (the teacher task): relative errors and a Voronoi loss. */
+export interface ParameterErrors {
+  /** Relative Frobenius error of the gating matrices A = W_Q W_Kᵀ/√r after matching heads. */
+  gating: number;
+  /** Relative Frobenius error of the value matrices W_V after matching heads. */
+  value: number;
+  /** Voronoi loss over heads (see `training/tasks/teacher.ts`). */
+  voronoi: number;
+  /** Its three parts (they sum to `voronoi`); absent in results written before they existed. */
+  voronoiParts?: { mass: number; single: number; multi: number };
+}
+
 /** Split names. */
 export type Split = "train" | "test";
 
@@ -85,6 +108,18 @@ export interface Task {
    * or predictions `[size·seqLen·dim]` (regression).
    */
   score(batch: Batch, outputs: Float32Array): Score;
+  /**
+   * The model this task is posed for when the config names none: the
+   * transformer unless the task says otherwise (the teacher: its own attention
+   * layer, with the teacher's expert non-linearity).
+   */
+  model?: { arch: "transformer" | "attention"; expert?: "linear" | "relu" | "gelu" };
+  /**
+   * Metrics about the trained parameters themselves, added to every
+   * evaluation as `parameterErrors`; undefined where they do not apply (the
+   * teacher scores an attention-arch student's heads against its own).
+   */
+  parameterErrors?(model: ModelView): Promise<ParameterErrors | undefined>;
 }
 
 /** Options every task accepts. */

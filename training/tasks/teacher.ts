@@ -74,7 +74,16 @@
 
 import { Rng } from "../rng.ts";
 import { blockRng, checkIndices, intOption, mix32, seedOption, splitSizes } from "./common.ts";
-import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
+import type {
+  Batch,
+  Metric,
+  ModelView,
+  ParameterErrors,
+  Score,
+  Split,
+  Task,
+  TaskOptions,
+} from "./task.ts";
 
 /** The teacher's attention activation. */
 export type TeacherActivation = "softmax" | "sigmoid";
@@ -144,16 +153,7 @@ export interface TeacherTask extends Task {
 }
 
 /** Parameter-recovery errors of a student attention layer, see {@linkcode parameterErrors}. */
-export interface ParameterErrors {
-  /** Relative Frobenius error of the gating matrices A = W_Q W_Kᵀ/√r after matching heads. */
-  gating: number;
-  /** Relative Frobenius error of the value matrices W_V after matching heads. */
-  value: number;
-  /** Voronoi loss over heads, see {@linkcode headVoronoiLoss}. */
-  voronoi: number;
-  /** Its three parts (they sum to `voronoi`); absent in results written before they existed. */
-  voronoiParts?: { mass: number; single: number; multi: number };
-}
+export type { ParameterErrors };
 
 /** Result of {@linkcode headVoronoiLoss}. */
 export interface HeadVoronoiLoss {
@@ -328,6 +328,16 @@ export function createTeacherTask(options: TeacherOptions): TeacherTask {
     heads,
     config,
     rank: o.rank,
+    model: { arch: "attention", expert: o.expert },
+    async parameterErrors(model: ModelView): Promise<ParameterErrors | undefined> {
+      const c = model.config;
+      if (c.arch !== "attention") return undefined; // a transformer's heads are not the teacher's
+      return parameterErrors(heads, await studentHeads(model), {
+        dim: c.width,
+        outDim: c.headDim,
+        expert: o.expert,
+      });
+    },
     batch(split: Split, indices: ArrayLike<number>): Batch {
       const size = checkIndices(name, split, indices, n, testSize);
       const inputs = new Float32Array(size * L * dim);
@@ -780,4 +790,21 @@ function project(
 function sigmoid(x: number): number {
   const e = Math.exp(-Math.abs(x));
   return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
+/** The student's heads as `[dim, headDim]` row-major matrices, read back from the GPU. */
+async function studentHeads(model: ModelView): Promise<AttentionHeadParams[]> {
+  const { heads: H, headDim: D, width: d } = model.config;
+  const [wq, wk, wv] = await Promise.all([model.read("wq"), model.read("wk"), model.read("wv")]);
+  const head = (w: Float32Array, h: number) => {
+    const out = new Float32Array(d * D);
+    for (let i = 0; i < d; i++) {
+      out.set(w.subarray(i * H * D + h * D, i * H * D + h * D + D), i * D);
+    }
+    return out;
+  };
+  return Array.from(
+    { length: H },
+    (_, h) => ({ wq: head(wq, h), wk: head(wk, h), wv: head(wv, h) }),
+  );
 }
