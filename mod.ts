@@ -68,6 +68,8 @@ export { createTask, TASK_NAMES, type TaskName } from "./training/tasks/index.ts
 export type {
   Batch,
   Metric,
+  ModelView,
+  ParameterErrors,
   Score,
   Split,
   Task,
