@@ -9,6 +9,7 @@
 
 import { readFloat32 } from "../kernels/device.ts";
 import { type Graph, type Model, outputRows, outputWidth } from "./model.ts";
+import { onePass } from "./passes.ts";
 import type { Batch, ParameterErrors, Task } from "./tasks/task.ts";
 
 /** One evaluation on the test set. */
@@ -44,7 +45,7 @@ export async function evaluate(
     const indices = Array.from({ length: B }, (_, i) => start + Math.min(i, real - 1));
     const batch = task.batch("test", indices.slice(0, real));
     graph.upload(real === B ? batch : task.batch("test", indices));
-    const enc = device.createCommandEncoder({ label: "sigmax.eval" });
+    const enc = onePass(device.createCommandEncoder({ label: "sigmax.eval" }), "sigmax.eval");
     graph.encodeForward(enc);
     device.queue.submit([enc.finish()]);
     const rows = outputRows(c.output, real, c.seqLen);

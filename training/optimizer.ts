@@ -11,13 +11,17 @@ import { AdamWPlan, createAdamWStepBuffer, writeAdamWStep } from "../kernels/ada
 import { SumPlan } from "../kernels/reduce.ts";
 import type { TrainConfig } from "./config.ts";
 import type { Graph, Model } from "./model.ts";
+import { onePass } from "./passes.ts";
 
 /** Steps whose loss is kept on the GPU between read-backs. */
 export const HISTORY_STEPS = 32;
 
 /**
- * Everything after the backward pass: squared gradient norms, their sum,
- * AdamW on every parameter, and the on-GPU loss history.
+ * Records a whole step into one command buffer and, as far as the commands
+ * allow, one compute pass ({@linkcode onePass}): forward, loss, backward,
+ * every gradient copied into one flat buffer whose squared norm is one
+ * reduction, AdamW on every parameter (clipping by that norm), and the
+ * on-GPU loss history.
  */
 export class Optimizer {
   /** Steps recorded since the last {@linkcode Optimizer.readHistory}. */
@@ -27,10 +31,10 @@ export class Optimizer {
     readonly device: GPUDevice,
     readonly model: Model,
     readonly config: TrainConfig,
-    readonly norms: SumPlan[],
-    readonly total: SumPlan,
+    readonly offsets: number[],
+    readonly norm: SumPlan,
     readonly adam: AdamWPlan[],
-    readonly slots: GPUBuffer,
+    readonly flatGrad: GPUBuffer,
     readonly gradSumSq: GPUBuffer,
     readonly stepBuffer: GPUBuffer,
     readonly history: GPUBuffer,
@@ -38,21 +42,23 @@ export class Optimizer {
 
   static async create(device: GPUDevice, model: Model, c: TrainConfig): Promise<Optimizer> {
     const params = model.params;
-    const norms = await Promise.all(
-      params.map((p, i) =>
-        SumPlan.create(device, { length: p.value.size, square: true, outIndex: i })
-      ),
-    );
-    const total = await SumPlan.create(device, { length: params.length });
+    // Every gradient is copied into one flat buffer, so that the global norm is one reduction.
+    const offsets: number[] = [];
+    let length = 0;
+    for (const p of params) {
+      offsets.push(length);
+      length += p.grad.size;
+    }
+    const norm = await SumPlan.create(device, { length, square: true });
     const adam = await Promise.all(
       params.map((p) =>
         AdamWPlan.create(device, { length: p.value.size, weightDecay: p.decay ? c.weightDecay : 0 })
       ),
     );
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const slots = device.createBuffer({
-      label: "sigmax.grad_norm_slots",
-      size: params.length * 4,
+    const flatGrad = device.createBuffer({
+      label: "sigmax.grads",
+      size: length * 4,
       usage: storage,
     });
     const gradSumSq = device.createBuffer({ label: "sigmax.grad_sumsq", size: 16, usage: storage });
@@ -65,10 +71,10 @@ export class Optimizer {
       device,
       model,
       c,
-      norms,
-      total,
+      offsets,
+      norm,
       adam,
-      slots,
+      flatGrad,
       gradSumSq,
       createAdamWStepBuffer(device),
       history,
@@ -86,13 +92,15 @@ export class Optimizer {
       step: t + 1,
       maxNorm: c.clip > 0 ? c.clip : Infinity,
     });
-    const enc = this.device.createCommandEncoder({ label: "sigmax.step" });
+    const enc = onePass(this.device.createCommandEncoder({ label: "sigmax.step" }));
     graph.encodeForward(enc);
     graph.encodeLoss(enc);
     graph.encodeBackward(enc);
     const params = this.model.params;
-    params.forEach((p, i) => this.norms[i].encode(enc, { x: p.grad.buffer, out: this.slots }));
-    this.total.encode(enc, { x: this.slots, out: this.gradSumSq });
+    params.forEach((p, i) =>
+      enc.copyBufferToBuffer(p.grad.buffer, 0, this.flatGrad, this.offsets[i] * 4, p.grad.bytes)
+    );
+    this.norm.encode(enc, { x: this.flatGrad, out: this.gradSumSq });
     params.forEach((p, i) =>
       this.adam[i].encode(enc, {
         param: p.value.buffer,
@@ -120,7 +128,7 @@ export class Optimizer {
   }
 
   destroy(): void {
-    for (const p of [...this.norms, this.total, ...this.adam]) p.destroy();
-    for (const b of [this.slots, this.gradSumSq, this.stepBuffer, this.history]) b.destroy();
+    for (const p of [this.norm, ...this.adam]) p.destroy();
+    for (const b of [this.flatGrad, this.gradSumSq, this.stepBuffer, this.history]) b.destroy();
   }
 }

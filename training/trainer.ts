@@ -11,9 +11,10 @@
  * progress line in `progress.ts`, and checkpoint/resume (with what may change
  * on resume) in `resume.ts`.
  *
- * A training step is one command buffer: upload the batch, forward, loss,
- * backward, the squared norm of every gradient, their sum, AdamW on every
- * parameter, and a copy of the loss and the squared norm into a history
+ * A training step is one command buffer, its kernels in as few compute
+ * passes as its buffer copies allow (`passes.ts`): upload the batch, forward,
+ * loss, backward, every gradient copied into one flat buffer and its squared
+ * norm (one reduction), AdamW on every parameter, and a copy of the loss and the squared norm into a history
  * buffer that is read back every {@linkcode HISTORY_STEPS} steps. The CPU
  * only draws the batch and writes the step's learning rate.
  *
