@@ -148,6 +148,10 @@ export async function studyMain(args: string[]): Promise<number> {
   }
   if (paper) {
     const records = await readMoeRuns(dir);
+    if (records.length === 0) {
+      console.error(`error: no finished runs in ${dir}/runs: nothing to analyse`);
+      return 1;
+    }
     const finished = new Set(records.map((r) => r.spec.id));
     const missing = grid.filter((r) => !finished.has(r.id)).length;
     if (missing > 0) {

@@ -233,6 +233,16 @@ Deno.test("the paper study runs in shards, skips finished fits on a re-run, and 
       assert.deepEqual(c.seeds, PAPER_PRESETS["paper-tiny"].seeds);
       assert.notEqual(c.verdict, "no data");
     }
+    // --analyze on a folder without runs says so (exit 1), instead of failing to write.
+    const empty = await Deno.makeTempDir({ prefix: "sigmax-paper-empty-" });
+    const child = study(["--preset", "paper-tiny", "--out", `${empty}/none`, "--analyze"]);
+    const { code } = await child.status;
+    const err = new TextDecoder().decode(
+      (await new Response(child.stderr).arrayBuffer()) as ArrayBuffer,
+    );
+    await Deno.remove(empty, { recursive: true });
+    assert.equal(code, 1, err);
+    assert.match(err, /no finished runs in .*: nothing to analyse/);
     // A lost run leaves its seed out of the analysis, named as incomplete.
     const lost = grid.find((r) => r.seed === 2)!;
     await Deno.remove(`${dir}/runs/${lost.id}.json`);
