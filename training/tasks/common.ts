@@ -7,7 +7,7 @@
  */
 
 import { Rng } from "../rng.ts";
-import type { Batch, Score, Split, TaskOptions } from "./task.ts";
+import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
 
 /** Held-out examples when the options give no `testSize`. */
 export const DEFAULT_TEST_SIZE = 1000;
@@ -224,5 +224,80 @@ export function tokenBatches(
       labelsOf(tokens, at, labels);
     }
     return { size, tokens, labels };
+  };
+}
+
+/** What sets one uniform-token task apart from another (see {@linkcode uniformTokenTask}). */
+export interface UniformTokenTaskSpec {
+  /** Task name, for the task and its error messages. */
+  name: string;
+  /** Mixed into the seed, so that tasks with one seed draw different data. */
+  salt: number;
+  /** Default tokens per sequence. */
+  seqLen: number;
+  /** Default vocabulary size. */
+  vocab: number;
+  /** Whether the task is posed causally. */
+  causal: boolean;
+  /** Output classes for a sequence length and vocabulary. */
+  classes(seqLen: number, vocab: number): number;
+  /** Writes the labels of the sequence at `tokens[at…at+seqLen]` to `labels[at…]`. */
+  labelsOf(seqLen: number, tokens: Int32Array, at: number, labels: Int32Array): void;
+  /** The task's exact chance accuracy. */
+  chance(seqLen: number, vocab: number): number;
+}
+
+/** Largest `seqLen` of a uniform-token task. */
+export const MAX_TOKEN_SEQ_LEN = 4096;
+/** Largest `vocab` of a uniform-token task. */
+export const MAX_TOKEN_VOCAB = 65536;
+
+/**
+ * A task whose input is `seqLen` tokens drawn uniformly from `[0, vocab)` and
+ * whose labels are one class per position, a function of the sequence, scored
+ * by per-position accuracy (count and sort): the options `seqLen` in [1, 4096]
+ * and `vocab` in [2, 65536], the layout of {@linkcode tokenBatches} (one
+ * `int()` draw per token), and the metric.
+ */
+export function uniformTokenTask(
+  spec: UniformTokenTaskSpec,
+  options: TaskOptions & { seqLen?: number; vocab?: number },
+): Task {
+  const name = spec.name;
+  const seed = seedOption(name, options.seed);
+  const seqLen = intOption(name, "seqLen", options.seqLen, spec.seqLen, 1, MAX_TOKEN_SEQ_LEN);
+  const vocab = intOption(name, "vocab", options.vocab, spec.vocab, 2, MAX_TOKEN_VOCAB);
+  const stride = seqLen; // one int() draw per token
+  const { testSize, n } = splitSizes(name, options, stride);
+  const classes = spec.classes(seqLen, vocab);
+  const batches = tokenBatches({
+    task: name,
+    base: mix32(mix32(seed) ^ spec.salt),
+    stride,
+    seqLen,
+    trainSize: n,
+    testSize,
+    draw: (rng, out, at) => {
+      for (let p = 0; p < seqLen; p++) out[at + p] = rng.int(vocab);
+    },
+    labelsOf: (tokens, at, labels) => spec.labelsOf(seqLen, tokens, at, labels),
+  });
+  const metric: Metric = {
+    name: "accuracy",
+    higherIsBetter: true,
+    chance: spec.chance(seqLen, vocab),
+  };
+  return {
+    name,
+    seqLen,
+    input: { kind: "tokens", vocab },
+    output: { kind: "token-class", classes },
+    causal: spec.causal,
+    trainSize: n,
+    testSize,
+    metric,
+    batch: (split: Split, indices: ArrayLike<number>): Batch => batches(split, indices),
+    score: (batch: Batch, outputs: Float32Array): Score =>
+      tokenAccuracy(name, batch, outputs, seqLen, classes),
   };
 }

@@ -16,17 +16,8 @@
  * @module
  */
 
-import type { Rng } from "../rng.ts";
-import {
-  intOption,
-  logFactorials,
-  mix32,
-  seedOption,
-  splitSizes,
-  tokenAccuracy,
-  tokenBatches,
-} from "./common.ts";
-import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
+import { logFactorials, uniformTokenTask } from "./common.ts";
+import type { Task, TaskOptions } from "./task.ts";
 
 /** Options of {@linkcode createCountTask}. */
 export interface CountOptions extends TaskOptions {
@@ -35,10 +26,6 @@ export interface CountOptions extends TaskOptions {
   /** Vocabulary size, an integer in [2, 65536]. Default 8. */
   vocab?: number;
 }
-
-const MAX_SEQ_LEN = 4096;
-const MAX_VOCAB = 65536;
-const TASK_SALT = 0x636f756e; // "coun"
 
 /**
  * Creates the counting task. Input: `seqLen` tokens uniform over `[0, vocab)`.
@@ -61,60 +48,24 @@ const TASK_SALT = 0x636f756e; // "coun"
  * ```
  */
 export function createCountTask(options: CountOptions): Task {
-  const name = "count";
-  const seed = seedOption(name, options.seed);
-  const seqLen = intOption(name, "seqLen", options.seqLen, 16, 1, MAX_SEQ_LEN);
-  const vocab = intOption(name, "vocab", options.vocab, 8, 2, MAX_VOCAB);
-  const stride = seqLen; // one int() draw per token
-  const { testSize, n } = splitSizes(name, options, stride);
-  const base = mix32(mix32(seed) ^ TASK_SALT);
-
-  const draw = (rng: Rng, out: Int32Array, at: number): void => {
-    for (let p = 0; p < seqLen; p++) out[at + p] = rng.int(vocab);
-  };
-
-  const labelsOf = (tokens: Int32Array, at: number, labels: Int32Array): void => {
-    const seen = new Map<number, number>();
-    for (let p = 0; p < seqLen; p++) {
-      const t = tokens[at + p];
-      const c = seen.get(t) ?? 0;
-      labels[at + p] = c;
-      seen.set(t, c + 1);
-    }
-  };
-  const batches = tokenBatches({
-    task: name,
-    base,
-    stride,
-    seqLen,
-    trainSize: n,
-    testSize,
-    draw,
-    labelsOf,
-  });
-
-  const metric: Metric = {
-    name: "accuracy",
-    higherIsBetter: true,
-    chance: countChance(seqLen, vocab),
-  };
-
-  return {
-    name,
-    seqLen,
-    input: { kind: "tokens", vocab },
-    output: { kind: "token-class", classes: seqLen },
+  return uniformTokenTask({
+    name: "count",
+    salt: 0x636f756e, // "coun"
+    seqLen: 16,
+    vocab: 8,
     causal: true,
-    trainSize: n,
-    testSize,
-    metric,
-    batch(split: Split, indices: ArrayLike<number>): Batch {
-      return batches(split, indices);
+    classes: (seqLen) => seqLen,
+    labelsOf(seqLen, tokens, at, labels) {
+      const seen = new Map<number, number>();
+      for (let p = 0; p < seqLen; p++) {
+        const t = tokens[at + p];
+        const c = seen.get(t) ?? 0;
+        labels[at + p] = c;
+        seen.set(t, c + 1);
+      }
     },
-    score(batch: Batch, outputs: Float32Array): Score {
-      return tokenAccuracy(name, batch, outputs, seqLen, seqLen);
-    },
-  };
+    chance: countChance,
+  }, options);
 }
 
 /**

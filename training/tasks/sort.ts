@@ -13,17 +13,8 @@
  * @module
  */
 
-import type { Rng } from "../rng.ts";
-import {
-  intOption,
-  logFactorials,
-  mix32,
-  seedOption,
-  splitSizes,
-  tokenAccuracy,
-  tokenBatches,
-} from "./common.ts";
-import type { Batch, Metric, Score, Split, Task, TaskOptions } from "./task.ts";
+import { logFactorials, uniformTokenTask } from "./common.ts";
+import type { Task, TaskOptions } from "./task.ts";
 
 /** Options of {@linkcode createSortTask}. */
 export interface SortOptions extends TaskOptions {
@@ -32,10 +23,6 @@ export interface SortOptions extends TaskOptions {
   /** Token values `[0, vocab)`, an integer in [2, 65536]. Default 16. Also the number of classes. */
   vocab?: number;
 }
-
-const MAX_SEQ_LEN = 4096;
-const MAX_VOCAB = 65536;
-const TASK_SALT = 0x736f7274; // "sort"
 
 /**
  * Creates the sorting task. Input: `seqLen` tokens uniform over `[0, vocab)`.
@@ -51,55 +38,19 @@ const TASK_SALT = 0x736f7274; // "sort"
  * Throws a `RangeError` naming the option for any option out of range.
  */
 export function createSortTask(options: SortOptions): Task {
-  const name = "sort";
-  const seed = seedOption(name, options.seed);
-  const seqLen = intOption(name, "seqLen", options.seqLen, 10, 1, MAX_SEQ_LEN);
-  const vocab = intOption(name, "vocab", options.vocab, 16, 2, MAX_VOCAB);
-  const stride = seqLen; // one int() draw per token
-  const { testSize, n } = splitSizes(name, options, stride);
-  const base = mix32(mix32(seed) ^ TASK_SALT);
-
-  const draw = (rng: Rng, out: Int32Array, at: number): void => {
-    for (let p = 0; p < seqLen; p++) out[at + p] = rng.int(vocab);
-  };
-
-  const labelsOf = (tokens: Int32Array, at: number, labels: Int32Array): void => {
-    labels.set(tokens.subarray(at, at + seqLen), at);
-    labels.subarray(at, at + seqLen).sort();
-  };
-  const batches = tokenBatches({
-    task: name,
-    base,
-    stride,
-    seqLen,
-    trainSize: n,
-    testSize,
-    draw,
-    labelsOf,
-  });
-
-  const metric: Metric = {
-    name: "accuracy",
-    higherIsBetter: true,
-    chance: sortChance(seqLen, vocab),
-  };
-
-  return {
-    name,
-    seqLen,
-    input: { kind: "tokens", vocab },
-    output: { kind: "token-class", classes: vocab },
+  return uniformTokenTask({
+    name: "sort",
+    salt: 0x736f7274, // "sort"
+    seqLen: 10,
+    vocab: 16,
     causal: false,
-    trainSize: n,
-    testSize,
-    metric,
-    batch(split: Split, indices: ArrayLike<number>): Batch {
-      return batches(split, indices);
+    classes: (_seqLen, vocab) => vocab,
+    labelsOf(seqLen, tokens, at, labels) {
+      labels.set(tokens.subarray(at, at + seqLen), at);
+      labels.subarray(at, at + seqLen).sort();
     },
-    score(batch: Batch, outputs: Float32Array): Score {
-      return tokenAccuracy(name, batch, outputs, seqLen, vocab);
-    },
-  };
+    chance: sortChance,
+  }, options);
 }
 
 /**
