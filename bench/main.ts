@@ -27,7 +27,13 @@ export async function benchMain(args: string[]): Promise<number> {
       return 0;
     }
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["bench", "--allow-env", "--allow-read", ...args],
+      args: [
+        "bench",
+        `--lock=${new URL("../deno.lock", import.meta.url).pathname}`,
+        "--allow-env",
+        "--allow-read",
+        ...args,
+      ],
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",

