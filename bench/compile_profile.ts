@@ -21,7 +21,7 @@
 
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { adapterReport, getDevice } from "../mod.ts";
+import { adapterReport, attentionWorkload, getDevice } from "../mod.ts";
 import { runDemo } from "./demo.ts";
 import { fusedForwardWgsl } from "../kernels/attention_fused.ts";
 
@@ -34,8 +34,9 @@ options:
   --workload NAME  demo: the pipelines \`deno task demo\` creates (its checks,
                    the timing table at D=64 and the long-context step; the
                    kernels run at small sizes, which do not change the
-                   pipelines); checks: only the demo's reference checks
-                   (default demo)
+                   pipelines); checks: only the demo's reference checks;
+                   fused: the demo's fused kernels alone (softmax and sigmoid,
+                   forward and backward, D=64, S=8) (default demo)
   --json PATH      also write the rows as JSON to PATH
   --quiet          do not pass the workload's own output through
   --drivers        instead: what drives one kernel's compile time. Compiles
@@ -335,8 +336,8 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const workload = values.workload;
-  if (workload !== "demo" && workload !== "checks") {
-    console.error(`--workload must be demo or checks, got "${workload}"`);
+  if (workload !== "demo" && workload !== "checks" && workload !== "fused") {
+    console.error(`--workload must be demo, checks or fused, got "${workload}"`);
     return 2;
   }
   const cacheDir = Deno.env.get("MESA_SHADER_CACHE_DIR");
@@ -364,14 +365,25 @@ async function main(args: string[]): Promise<number> {
     ));
   const log = values.quiet ? () => {} : (...a: unknown[]) => console.error(...a);
   const t0 = performance.now();
-  await runDemo({
-    seqLens: [64],
-    heads: 1,
-    headDims: [64],
-    reps: 5,
-    backward: workload === "demo",
-    long: workload === "demo",
-  }, log);
+  if (workload === "fused") {
+    for (const pass of ["forward", "backward"] as const) {
+      for (const activation of ["softmax", "sigmoid"] as const) {
+        const shape = { batch: 1, heads: 1, seqLen: 8, headDim: 64 };
+        const work = await attentionWorkload(shape, { activation }, pass);
+        await work.run();
+        work.destroy();
+      }
+    }
+  } else {
+    await runDemo({
+      seqLens: [64],
+      heads: 1,
+      headDims: [64],
+      reps: 5,
+      backward: workload === "demo",
+      long: workload === "demo",
+    }, log);
+  }
   const totalS = (performance.now() - t0) / 1000;
   console.log(compileTable(rows));
   console.log(`\nworkload ${workload}: ${totalS.toFixed(1)} s wall in all`);
