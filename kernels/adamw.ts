@@ -23,6 +23,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -361,14 +362,7 @@ export class AdamWPlan {
       Math.ceil(this.length / _WG),
       this.device.limits.maxComputeWorkgroupsPerDimension,
     );
-    const group = this.device.createBindGroup({
-      label: "adamw",
-      layout: this.#pipeline.getBindGroupLayout(0),
-      entries: [this.#params, b.step, ...storage].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
+    const group = cachedBindGroup(this.device, this.#pipeline, [this.#params, b.step, ...storage]);
     const pass = encoder.beginComputePass({ label: "adamw" });
     pass.setPipeline(this.#pipeline);
     pass.setBindGroup(0, group);

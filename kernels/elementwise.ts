@@ -27,6 +27,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -278,15 +279,10 @@ function _pass(
   length: number,
 ): void {
   // Each buffer bound over the bytes the kernel uses (a larger buffer may exceed a binding).
-  const entries = buffers.map(([buffer, size], i) => ({
-    binding: i + 1,
-    resource: { buffer, size },
-  }));
-  const group = device.createBindGroup({
-    label: pipeline.label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [{ binding: 0, resource: { buffer: params } }, ...entries],
-  });
+  const group = cachedBindGroup(device, pipeline, [
+    params,
+    ...buffers.map(([buffer, size]) => ({ buffer, size })),
+  ]);
   const pass = encoder.beginComputePass({ label: pipeline.label });
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, group);

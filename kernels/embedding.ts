@@ -32,6 +32,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -378,15 +379,10 @@ export class EmbeddingPlan {
     buffers: [GPUBuffer, number][],
     groups: number,
   ): void {
-    const entries = buffers.map(([buffer, size], i) => ({
-      binding: i + 1,
-      resource: { buffer, size },
-    }));
-    const group = this.device.createBindGroup({
-      label: pipeline.label,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: this.#params } }, ...entries],
-    });
+    const group = cachedBindGroup(this.device, pipeline, [
+      this.#params,
+      ...buffers.map(([buffer, size]) => ({ buffer, size })),
+    ]);
     const pass = encoder.beginComputePass({ label: pipeline.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);

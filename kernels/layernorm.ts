@@ -19,6 +19,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import { _assertDeviceAlive, checkBufferSize, getDevice, getPipeline } from "./device.ts";
 import { grid2d } from "./attention_unfused.ts";
 import { REDUCE_WGSL } from "./wgsl.ts";
@@ -488,14 +489,7 @@ export class LayerNormPlan {
     buffers: GPUBuffer[],
     groups: [number, number],
   ): void {
-    const group = this.device.createBindGroup({
-      label: pipeline.label,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [this.#params, ...buffers].map((buffer, binding) => ({
-        binding,
-        resource: { buffer },
-      })),
-    });
+    const group = cachedBindGroup(this.device, pipeline, [this.#params, ...buffers]);
     const pass = encoder.beginComputePass({ label: pipeline.label });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);

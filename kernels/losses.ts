@@ -30,6 +30,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -340,11 +341,7 @@ function _pass(
   buffers: GPUBuffer[],
   groups: [number, number],
 ): void {
-  const group = device.createBindGroup({
-    label: pipeline.label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
+  const group = cachedBindGroup(device, pipeline, buffers);
   const pass = encoder.beginComputePass({ label: pipeline.label });
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, group);

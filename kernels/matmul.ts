@@ -10,6 +10,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBufferSize,
@@ -330,7 +331,6 @@ export class MatmulPlan {
   readonly #pipeline: GPUComputePipeline;
   readonly #params: GPUBuffer;
   readonly #workgroups: [number, number, number];
-  #bindings?: { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer; group: GPUBindGroup };
 
   private constructor(
     device: GPUDevice,
@@ -400,28 +400,16 @@ export class MatmulPlan {
     checkBufferSize("matmul buffer a", a, batch * m * k * 4);
     checkBufferSize("matmul buffer b", b, batch * k * n * 4);
     checkBufferSize("matmul buffer c", c, batch * m * n * 4);
-    let bindings = this.#bindings;
-    if (!bindings || bindings.a !== a || bindings.b !== b || bindings.c !== c) {
-      const group = this.#device.createBindGroup({
-        label: this.#pipeline.label,
-        layout: this.#pipeline.getBindGroupLayout(0),
-        entries: [a, b, c, this.#params].map((buffer, binding) => ({
-          binding,
-          resource: { buffer },
-        })),
-      });
-      this.#bindings = bindings = { a, b, c, group };
-    }
+    const group = cachedBindGroup(this.#device, this.#pipeline, [a, b, c, this.#params]);
     const pass = encoder.beginComputePass({ label: this.#pipeline.label });
     pass.setPipeline(this.#pipeline);
-    pass.setBindGroup(0, bindings.group);
+    pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(...this.#workgroups);
     pass.end();
   }
 
   /** Frees the plan's uniform buffer; the cached pipeline stays. */
   destroy(): void {
-    this.#bindings = undefined;
     this.#params.destroy();
   }
 }

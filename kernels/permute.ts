@@ -13,6 +13,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -153,15 +154,11 @@ export class PermutePlan {
     if (b.src === b.dst) {
       throw new RangeError("buffers.src and buffers.dst must be different buffers");
     }
-    const group = this.device.createBindGroup({
-      label: "permute",
-      layout: this.#pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.#params } },
-        { binding: 1, resource: { buffer: b.src, size: bytes } },
-        { binding: 2, resource: { buffer: b.dst, size: bytes } },
-      ],
-    });
+    const group = cachedBindGroup(this.device, this.#pipeline, [
+      this.#params,
+      { buffer: b.src, size: bytes },
+      { buffer: b.dst, size: bytes },
+    ]);
     const pass = encoder.beginComputePass({ label: "permute" });
     pass.setPipeline(this.#pipeline);
     pass.setBindGroup(0, group);

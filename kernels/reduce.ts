@@ -30,6 +30,7 @@
  * @module
  */
 
+import { cachedBindGroup } from "./bind_groups.ts";
 import {
   _assertDeviceAlive,
   checkBindingFits,
@@ -101,11 +102,7 @@ function _pass(
   const pass = encoder.beginComputePass({ label: pipeline.label });
   pass.setPipeline(pipeline);
   for (const { bindings, groups } of dispatches) {
-    const group = device.createBindGroup({
-      label: pipeline.label,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((resource, binding) => ({ binding, resource })),
-    });
+    const group = cachedBindGroup(device, pipeline, bindings);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(...groups);
   }
