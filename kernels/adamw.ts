@@ -285,6 +285,12 @@ export class AdamWPlan {
   readonly length: number;
   /** The decoupled weight decay λ. */
   readonly weightDecay: number;
+  /**
+   * Where the tensor starts in param, grad, m and v, in elements (0 unless
+   * the tensors are ranges of flat buffers; a multiple of the device's
+   * storage-offset alignment in elements).
+   */
+  readonly offset: number;
   readonly #params: GPUBuffer;
   readonly #pipeline: GPUComputePipeline;
 
@@ -292,11 +298,13 @@ export class AdamWPlan {
     device: GPUDevice,
     length: number,
     weightDecay: number,
+    offset: number,
     pipeline: GPUComputePipeline,
   ) {
     this.device = device;
     this.length = length;
     this.weightDecay = weightDecay;
+    this.offset = offset;
     this.#pipeline = pipeline;
     this.#params = device.createBuffer({
       label: "adamw.params",
@@ -311,12 +319,15 @@ export class AdamWPlan {
 
   /**
    * Checks the shape (length a positive integer that fits one storage
-   * binding, weight decay finite and ≥ 0) before any GPU work, then builds
-   * the pipeline.
+   * binding, weight decay finite and ≥ 0, offset a non-negative multiple of
+   * the device's `minStorageBufferOffsetAlignment` in elements) before any
+   * GPU work, then builds the pipeline. With `offset`, the plan updates
+   * elements `offset … offset + length` of flat buffers (one plan per range
+   * of a flat parameter buffer that shares one weight decay).
    */
   static async create(
     device: GPUDevice,
-    shape: { length: number; weightDecay: number },
+    shape: { length: number; weightDecay: number; offset?: number },
   ): Promise<AdamWPlan> {
     const length = shape?.length;
     if (typeof length !== "number" || !Number.isInteger(length) || length < 1) {
@@ -324,6 +335,14 @@ export class AdamWPlan {
     }
     _checkWeightDecay(shape.weightDecay);
     checkIsDevice(device);
+    const offset = shape.offset ?? 0;
+    const align = device.limits.minStorageBufferOffsetAlignment / 4;
+    if (!Number.isInteger(offset) || offset < 0 || offset % align !== 0) {
+      throw new RangeError(
+        `shape.offset must be a non-negative multiple of ${align} elements ` +
+          `(minStorageBufferOffsetAlignment), got ${String(shape.offset)}`,
+      );
+    }
     checkBindingFits(device, `shape.length ${length}`, length * 4);
     _assertDeviceAlive(device);
     const pipeline = await getPipeline(device, {
@@ -331,7 +350,7 @@ export class AdamWPlan {
       label: "adamw",
       code: () => ADAMW_WGSL,
     });
-    return new AdamWPlan(device, length, shape.weightDecay, pipeline);
+    return new AdamWPlan(device, length, shape.weightDecay, offset, pipeline);
   }
 
   /**
@@ -341,12 +360,20 @@ export class AdamWPlan {
    */
   encode(encoder: GPUCommandEncoder, b: AdamWBuffers): void {
     const bytes = this.length * 4;
+    const offset = this.offset * 4;
     for (const name of ["param", "grad", "m", "v"] as const) {
-      checkBufferSize(`buffers.${name}`, b?.[name], bytes);
+      checkBufferSize(`buffers.${name}`, b?.[name], offset + bytes);
     }
     checkBufferSize("buffers.step", b.step, ADAMW_STEP_BYTES);
     checkBufferSize("buffers.gradSumSq", b.gradSumSq, 4);
-    const storage = [b.grad, b.gradSumSq, b.param, b.m, b.v];
+    const range = (buffer: GPUBuffer) => ({ buffer, offset, size: bytes });
+    const storage = [
+      range(b.grad),
+      { buffer: b.gradSumSq },
+      range(b.param),
+      range(b.m),
+      range(b.v),
+    ];
     const pair = findAliased({
       param: b.param,
       grad: b.grad,

@@ -132,6 +132,51 @@ Deno.test("AdamWPlan matches the reference over several steps: clipping, weight 
   stepBuffer.destroy();
 });
 
+Deno.test("AdamWPlan with an offset updates its range of flat buffers and nothing else", async () => {
+  const align = device.limits.minStorageBufferOffsetAlignment / 4;
+  const [offset, length, total] = [2 * align, 300, 2 * align + 300 + 37];
+  const plan = await AdamWPlan.create(device, { length, weightDecay: 0.1, offset });
+  const stepBuffer = createAdamWStepBuffer(device);
+  const init = randn(total, 910);
+  const m = randn(total, 911, 0.1);
+  const v = randn(total, 912, 0.1).map((x, i) => x * x + m[i] * m[i]);
+  const grad = randn(total, 913);
+  const s = sumSq(grad);
+  const b = {
+    param: uploadBuffer(device, init, "test.param"),
+    grad: uploadBuffer(device, grad, "test.grad"),
+    m: uploadBuffer(device, m, "test.m"),
+    v: uploadBuffer(device, v, "test.v"),
+    gradSumSq: uploadBuffer(device, Float32Array.of(s), "test.gradSumSq"),
+  };
+  const step = { ...BASE, step: 3, maxNorm: 1 };
+  writeAdamWStep(device, stepBuffer, step);
+  const encoder = device.createCommandEncoder();
+  plan.encode(encoder, { ...b, step: stepBuffer });
+  device.queue.submit([encoder.finish()]);
+  const range = (x: Float32Array) => x.slice(offset, offset + length);
+  const ref = adamWReference(range(init), range(grad), range(m), range(v), step, 0.1, s);
+  const got = {
+    param: await readFloat32(device, b.param, total),
+    m: await readFloat32(device, b.m, total),
+    v: await readFloat32(device, b.v, total),
+  };
+  for (const key of ["param", "m", "v"] as const) {
+    assertClose(`${key} in range`, range(got[key]), ref[key], TOL.f32Forward);
+    const before = { param: init, m, v }[key];
+    // Outside the range every element is bit for bit what it was.
+    assert.deepEqual(got[key].subarray(0, offset), before.subarray(0, offset));
+    assert.deepEqual(got[key].subarray(offset + length), before.subarray(offset + length));
+  }
+  await assert.rejects(
+    () => AdamWPlan.create(device, { length, weightDecay: 0, offset: align + 1 }),
+    /shape.offset must be a non-negative multiple of/,
+  );
+  for (const buffer of Object.values(b)) buffer.destroy();
+  stepBuffer.destroy();
+  plan.destroy();
+});
+
 Deno.test("AdamWPlan: a length that needs a 2-D grid of workgroups", async () => {
   const length = 65535 * 64 + 4097;
   const plan = await AdamWPlan.create(device, { length, weightDecay: 0.01 });
