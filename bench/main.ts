@@ -1,20 +1,29 @@
 /**
  * `deno task bench`: without `--preset`, runs `deno bench` (every
- * `bench/*_bench.ts`, or the files given); with `--preset quick|full`, runs
- * the throughput sweep (bench/sweep.ts) and writes its results as JSON.
+ * `bench/*_bench.ts`, or the files given); with `--preset quick|full|gpu`,
+ * runs the throughput sweep (bench/sweep.ts) and writes its results as JSON
+ * (and, for `gpu`, the HTML report and a TFLOP/s summary beside them).
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import { PRESETS, runSweep } from "./sweep.ts";
+import { PRESETS, runSweep, smokePreset, tflopsSummary } from "./sweep.ts";
+import { reportHtml } from "./report.ts";
 
 const USAGE =
   `usage: deno task bench [FILES…]                  deno bench (all bench/*_bench.ts by default)
-       deno task bench -- --preset quick|full [--out FILE]
+       deno task bench -- --preset quick|full|gpu [--smoke] [--out FILE]
 
 --preset NAME   run the throughput sweep: quick (this 2-core software adapter: a few
-                minutes) or full (seqLen 128…4096, headDim 32/64/128: for a real GPU)
+                minutes), full (seqLen 128…4096, headDim 32/64/128: for a real GPU) or
+                gpu (the one prepared run for an H100/H200-class GPU, about 8 minutes:
+                adapter report, spot checks against the f64 reference at both tilings,
+                S 1024/4096/16384 × D 64/128 × causal × f32/f16 × forward/backward for
+                fused softmax and sigmoid, unfused and TF.js; writes the JSON, the HTML
+                report and a TFLOP/s summary with the ratios)
+--smoke         the same preset at sizes a software adapter finishes (one head, S 128
+                and 256, D 32): to try the whole run end to end without a GPU
 --out FILE      where the results go (default results/sweep-PRESET-DATE.json);
                 make the report with: deno task report -- FILE
 -h, --help      this help`;
@@ -46,6 +55,7 @@ export async function benchMain(args: string[]): Promise<number> {
       args,
       options: {
         preset: { type: "string" },
+        smoke: { type: "boolean" },
         out: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -60,16 +70,29 @@ export async function benchMain(args: string[]): Promise<number> {
   }
   const name = values.preset as keyof typeof PRESETS;
   if (!(name in PRESETS)) {
-    console.error(`error: --preset must be quick or full, got "${values.preset}"\n\n${USAGE}`);
+    console.error(
+      `error: --preset must be quick, full or gpu, got "${values.preset}"\n\n${USAGE}`,
+    );
     return 2;
   }
+  const preset = values.smoke ? smokePreset(PRESETS[name]) : PRESETS[name];
   const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
-  const out = values.out ?? `results/sweep-${name}-${stamp}.json`;
-  console.error(`sweep ${name} → ${out}`);
-  const results = await runSweep(PRESETS[name], { out });
+  const out = values.out ?? `results/sweep-${preset.name}-${stamp}.json`;
+  console.error(`sweep ${preset.name} → ${out}`);
+  const results = await runSweep(preset, { out });
   console.error(
     `done in ${results.seconds.toFixed(0)} s: ${results.records.length} records, ` +
       `${results.failures.length} failures → ${out}\nreport: deno task report -- ${out}`,
   );
-  return 0;
+  if (name !== "gpu") return 0;
+  // The gpu preset is run once on a machine someone lends: leave everything to send back.
+  const base = out.replace(/\.json$/, "");
+  const summary = tflopsSummary(results);
+  await Deno.writeTextFile(`${base}.md`, summary);
+  await Deno.writeTextFile(`${base}.html`, await reportHtml(results));
+  console.log(summary);
+  console.error(`wrote ${out}, ${base}.md and ${base}.html: send back all three`);
+  const failed = (results.checks ?? []).filter((c) => !c.ok).length;
+  if (failed) console.error(`${failed} spot checks FAILED: the figures above are suspect`);
+  return failed ? 1 : 0;
 }

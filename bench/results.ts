@@ -31,6 +31,10 @@ export interface SweepRecord {
   clock: "timestamp" | "wall";
   /** Median on the wall clock (submit → results ready), for comparisons across clocks (TF.js). */
   msWallMedian: number;
+  /** Fused only: the tile configuration that ran ("gpu" or "software"). */
+  tiling?: "gpu" | "software";
+  /** sigmax only: the labels of the compute pipelines that ran. */
+  kernels?: string[];
 }
 
 /** A case that failed (out of memory, over a device limit, a kernel error): recorded, not fatal. */
@@ -95,6 +99,30 @@ export interface ModelPrediction {
   fusedOverUnfusedSigmoid: number;
 }
 
+/**
+ * One spot check of the fused kernels against the f64 reference, before
+ * anything is timed: `worst` is the largest `|got − ref| / (atol + rtol·|ref|)`
+ * over the outputs (the pass's gradients for backward); it passes when ≤ 1.
+ */
+export interface SpotCheck {
+  tiling: "gpu" | "software";
+  activation: "softmax" | "sigmoid";
+  pass: "forward" | "backward";
+  precision: "f32" | "f16";
+  batch: number;
+  heads: number;
+  seqLen: number;
+  headDim: number;
+  causal: boolean;
+  /** Largest absolute error. */
+  maxAbsErr: number;
+  /** Largest error over its tolerance (≤ 1 passes). */
+  worst: number;
+  ok: boolean;
+  /** Set when the case could not run. */
+  error?: string;
+}
+
 /** The whole results document. */
 export interface SweepResults {
   /** Format version of this document. */
@@ -112,4 +140,10 @@ export interface SweepResults {
   training: TrainingStepRecord[];
   /** The operation-count model's predicted ratios, beside which the measured ones are shown. */
   model?: ModelPrediction[];
+  /** The full adapter report (`deno task doctor`'s), where the preset records it. */
+  adapterReport?: Record<string, unknown>;
+  /** Spot checks against the f64 reference at both tilings, where the preset runs them. */
+  checks?: SpotCheck[];
+  /** Cases the preset's time budget left out, as `pass B H S D causal` labels. */
+  skipped?: string[];
 }

@@ -1,5 +1,5 @@
 /**
- * The throughput sweep: `deno task bench -- --preset quick|full [--out FILE]`.
+ * The throughput sweep: `deno task bench -- --preset quick|full|gpu [--out FILE]`.
  *
  * Times attention over seqLen × headDim × causal × activation × pass ×
  * implementation (fused, unfused, TF.js) × precision, finds the longest
@@ -21,11 +21,16 @@
 
 import {
   adapterReport,
+  attention,
+  attentionBackward,
+  attentionBackwardReference,
   type AttentionOptions,
+  attentionReference,
   type AttentionShape,
   type AttentionWorkload,
   attentionWorkload,
   getDevice,
+  seededInputs,
 } from "../mod.ts";
 import {
   createStorageBuffer,
@@ -45,6 +50,7 @@ import type {
   Implementation,
   MaxSeqLenRecord,
   ModelPrediction,
+  SpotCheck,
   SweepFailure,
   SweepRecord,
   SweepResults,
@@ -71,10 +77,26 @@ export interface SweepPreset {
   rooflineSizes: number[];
   /** Training-step comparison (the default transformer on mqar). */
   training: { steps: number } | false;
+  /**
+   * Spot checks of the fused kernels against the f64 reference before any
+   * timing: every shape at both tilings, both activations, causal on and off,
+   * forward and backward, f32 (and f16 where the adapter has it).
+   */
+  checks?: AttentionShape[];
+  /** Seconds the timed groups may take; the groups past it are listed as skipped. */
+  budgetSeconds?: number;
+  /** Unfused and TF.js cases whose forward needs more bytes than this are skipped, not run. */
+  peerBoundBytes?: number;
 }
 
-/** The presets: `quick` fits a 2-core CPU's software adapter in minutes; `full` is for a real GPU. */
-export const PRESETS: Record<"quick" | "full", SweepPreset> = {
+/**
+ * The presets: `quick` fits a 2-core CPU's software adapter in minutes;
+ * `full` sweeps many sizes on a real GPU; `gpu` is the one prepared run for
+ * an H100/H200-class GPU (about 8 minutes): spot checks at both tilings,
+ * then S ∈ {1024, 4096, 16384} × D ∈ {64, 128} × causal × f32/f16 ×
+ * forward/backward (S = 4096 first, the headline size).
+ */
+export const PRESETS: Record<"quick" | "full" | "gpu", SweepPreset> = {
   quick: {
     name: "quick",
     batch: 1,
@@ -117,7 +139,57 @@ export const PRESETS: Record<"quick" | "full", SweepPreset> = {
     rooflineSizes: [256, 512, 1024, 2048],
     training: { steps: 20 },
   },
+  gpu: {
+    name: "gpu",
+    batch: 1,
+    heads: 16,
+    seqLens: [4096, 1024, 16384],
+    headDims: [64, 128],
+    causal: [false, true],
+    precisions: ["f32", "f16"],
+    passes: ["forward", "backward"],
+    implementations: ["fused", "unfused", "tfjs"],
+    warmup: 2,
+    reps: 7,
+    maxSeqLen: {
+      heads: 1,
+      headDim: 64,
+      seqLens: [8192, 16384, 32768, 65536],
+      boundBytes: 2 ** 32,
+    },
+    rooflineSizes: [1024, 2048, 4096],
+    training: { steps: 20 },
+    checks: [
+      { batch: 1, heads: 2, seqLen: 257, headDim: 64 },
+      { batch: 1, heads: 2, seqLen: 97, headDim: 128 },
+    ],
+    budgetSeconds: 330,
+    peerBoundBytes: 2 ** 32,
+  },
 };
+
+/**
+ * A preset shrunk to run end to end on a software adapter (`--smoke`): the
+ * same phases and code paths at sizes a 2-core CPU finishes in minutes: one
+ * head, S of 128 and 256 (or the preset's smallest, if below), head dim 32,
+ * spot checks at S = 37, D = 32, few reps, no long-sequence probe beyond 2048.
+ */
+export function smokePreset(preset: SweepPreset): SweepPreset {
+  return {
+    ...preset,
+    name: `${preset.name}-smoke`,
+    batch: 1,
+    heads: 1,
+    seqLens: [128, 256],
+    headDims: [32],
+    warmup: 1,
+    reps: 5,
+    maxSeqLen: { ...preset.maxSeqLen, headDim: 32, seqLens: [1024, 2048] },
+    rooflineSizes: [256],
+    training: preset.training ? { steps: 4 } : false,
+    checks: preset.checks ? [{ batch: 1, heads: 2, seqLen: 37, headDim: 32 }] : undefined,
+  };
+}
 
 /** Options of {@linkcode runSweep}. */
 export interface SweepOptions {
@@ -160,6 +232,9 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
     training: [],
   };
   results.model = modelPredictions(device, preset, results.adapter.software);
+  if (preset.checks) {
+    results.adapterReport = { ...report, isSoftwareDevice: results.adapter.software };
+  }
   const log = (line: string) => {
     if (options.progress !== false) console.error(line);
   };
@@ -181,6 +256,14 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
     }
   }
 
+  if (preset.checks) {
+    results.checks = [];
+    for (const check of await spotChecks(preset.checks, report.shaderF16, log)) {
+      results.checks.push(check);
+    }
+    await save();
+  }
+
   // Shapes × passes: each a group of interleaved sigmax variants, then TF.js.
   const groups: { shape: AttentionShape; causal: boolean; pass: "forward" | "backward" }[] = [];
   for (const headDim of preset.headDims) {
@@ -197,15 +280,40 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
     }
   }
   const eta = new Eta(groups.length);
+  const groupsStarted = performance.now();
   for (const [g, { shape, causal, pass }] of groups.entries()) {
     const label = `${pass} B=${shape.batch} H=${shape.heads} S=${shape.seqLen} D=${shape.headDim}` +
       (causal ? " causal" : "");
+    if (
+      preset.budgetSeconds !== undefined &&
+      (performance.now() - groupsStarted) / 1000 > preset.budgetSeconds
+    ) {
+      (results.skipped ??= []).push(label);
+      log(
+        `[${g + 1}/${groups.length}] ${label}: skipped (past the ${preset.budgetSeconds} s budget)`,
+      );
+      continue;
+    }
+    const overBound = (impl: Implementation) =>
+      preset.peerBoundBytes !== undefined && estimateBytes(impl, shape) > preset.peerBoundBytes;
     const variants: { impl: Implementation; options: AttentionOptions }[] = [];
     for (const precision of preset.precisions) {
       for (const impl of ["fused", "unfused"] as const) {
         if (!preset.implementations.includes(impl)) continue;
         if (precision === "f16" && (impl === "unfused" || !results.adapter.shaderF16)) continue;
         for (const activation of ACTIVATIONS) {
+          if (impl === "unfused" && overBound(impl)) {
+            results.failures.push({
+              impl,
+              activation,
+              pass,
+              precision,
+              ...shape,
+              causal,
+              error: _skippedOverBound(impl, shape, preset.peerBoundBytes!),
+            });
+            continue;
+          }
           variants.push({ impl, options: { activation, causal, precision, implementation: impl } });
         }
       }
@@ -225,6 +333,13 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
           ...shape,
           causal,
         };
+        if (overBound("tfjs")) {
+          results.failures.push({
+            ...base,
+            error: _skippedOverBound("tfjs", shape, preset.peerBoundBytes!),
+          });
+          continue;
+        }
         try {
           const r = await tfjs.mod.timeTfjsAttention(tfjs.handle as never, shape, {
             activation,
@@ -408,6 +523,191 @@ function modelPredictions(
   return out;
 }
 
+/** The failure message of a case the preset's memory bound leaves out. */
+function _skippedOverBound(impl: Implementation, shape: AttentionShape, bound: number): string {
+  const gib = (bytes: number) => (bytes / 2 ** 30).toFixed(1);
+  return `skipped: needs about ${gib(estimateBytes(impl, shape))} GiB (the S×S scores), over ` +
+    `the preset's ${gib(bound)} GiB bound`;
+}
+
+/** DESIGN.md's tolerances, as the tests use them. */
+const _TOL = {
+  forward: { atol: 1e-5, rtol: 1e-4 },
+  backward: { atol: 1e-4, rtol: 1e-3 },
+  f16: { atol: 2e-3, rtol: 1e-2 },
+} as const;
+
+/**
+ * Spot checks: each shape at both tilings × both activations × causal off
+ * and on × f32 (and f16 with `f16`), forward and backward, against the f64
+ * reference (fed the f16-rounded inputs for f16). Printed as they run.
+ */
+export async function spotChecks(
+  shapes: AttentionShape[],
+  f16: boolean,
+  log: (line: string) => void,
+): Promise<SpotCheck[]> {
+  const out: SpotCheck[] = [];
+  let seed = 1;
+  for (const shape of shapes) {
+    const n = shape.batch * shape.heads * shape.seqLen * shape.headDim;
+    for (const precision of f16 ? (["f32", "f16"] as const) : (["f32"] as const)) {
+      const round = (x: Float32Array) =>
+        precision === "f16" ? Float32Array.from(Float16Array.from(x)) : x;
+      const [q, k, v, dOut] = [0, 1, 2, 3].map((i) => round(seededInputs(n, seed * 4 + i)));
+      seed++;
+      for (const tiling of ["gpu", "software"] as const) {
+        for (const activation of ACTIVATIONS) {
+          for (const causal of [false, true]) {
+            const options: AttentionOptions = { activation, causal, precision, tiling };
+            for (const pass of ["forward", "backward"] as const) {
+              const tol = precision === "f16" ? _TOL.f16 : _TOL[pass];
+              const base = { tiling, activation, pass, precision, ...shape, causal };
+              try {
+                const pairs: [Float32Array, Float32Array][] = [];
+                if (pass === "forward") {
+                  pairs.push([
+                    await attention(q, k, v, shape, options),
+                    attentionReference(q, k, v, shape, options),
+                  ]);
+                } else {
+                  const got = await attentionBackward(q, k, v, dOut, shape, options);
+                  const ref = attentionBackwardReference(q, k, v, dOut, shape, options);
+                  for (const g of ["dq", "dk", "dv"] as const) pairs.push([got[g], ref[g]]);
+                }
+                let maxAbsErr = 0, worst = 0;
+                for (const [got, ref] of pairs) {
+                  for (let i = 0; i < got.length; i++) {
+                    const err = Math.abs(got[i] - ref[i]);
+                    maxAbsErr = Math.max(maxAbsErr, err);
+                    const over = err / (tol.atol + tol.rtol * Math.abs(ref[i]));
+                    worst = Math.max(worst, Number.isFinite(got[i]) ? over : Infinity);
+                  }
+                }
+                out.push({ ...base, maxAbsErr, worst, ok: worst <= 1 });
+              } catch (err) {
+                out.push({
+                  ...base,
+                  maxAbsErr: NaN,
+                  worst: Infinity,
+                  ok: false,
+                  error: (err as Error).message.split("\n")[0],
+                });
+              }
+              const c = out[out.length - 1];
+              log(
+                `check ${c.ok ? "ok  " : "FAIL"} ${tiling.padEnd(8)} ${pass.padEnd(8)} ` +
+                  `${precision} ${activation}${causal ? " causal" : ""} ` +
+                  `[${shape.batch},${shape.heads},${shape.seqLen},${shape.headDim}] ` +
+                  (c.error ??
+                    `max |err| ${c.maxAbsErr.toExponential(2)} (${
+                      c.worst.toPrecision(2)
+                    } of the tolerance)`),
+              );
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * A Markdown summary of a sweep in TFLOP/s (GFLOP/s when no case reaches one
+ * TFLOP/s), with the ratios that matter:
+ * sigmoid/softmax (fused), fused/unfused and fused/TF.js (both on the wall
+ * clock, the clock TF.js has), per pass, precision, head dim, seqLen and
+ * causal; then the spot checks and what was skipped.
+ */
+export function tflopsSummary(results: SweepResults): string {
+  const lines: string[] = [];
+  const a = results.adapterReport ?? results.adapter;
+  lines.push(
+    `# sigmax ${results.preset}: ${results.adapter.description}`,
+    "",
+    `Adapter: ${JSON.stringify(a)}`,
+    "",
+  );
+  if (results.checks) {
+    const failed = results.checks.filter((c) => !c.ok);
+    lines.push(
+      `Spot checks against the f64 reference: ${results.checks.length - failed.length} of ` +
+        `${results.checks.length} within tolerance` +
+        (failed.length
+          ? `; FAILED: ${
+            failed.map((c) =>
+              `${c.tiling} ${c.pass} ${c.precision} ${c.activation}${c.causal ? " causal" : ""} ` +
+              `D=${c.headDim} (${c.error ?? `${c.worst.toFixed(2)}× tolerance`})`
+            ).join("; ")
+          }`
+          : "") +
+        ".",
+      "",
+    );
+  }
+  const find = (r: Partial<SweepRecord>) =>
+    results.records.find((x) =>
+      (Object.keys(r) as (keyof SweepRecord)[]).every((key) => x[key] === r[key])
+    );
+  // TFLOP/s on a GPU; GFLOP/s where nothing reaches one TFLOP/s (a software adapter).
+  const tera = results.records.some((r) => r.gflops >= 1000);
+  const unit = tera ? "TFLOP/s" : "GFLOP/s";
+  const tf = (x?: SweepRecord) => x ? (x.gflops / (tera ? 1000 : 1)).toFixed(2) : "–";
+  const ratio = (num?: SweepRecord, den?: SweepRecord, wall = false) =>
+    num && den
+      ? `${(wall ? den.msWallMedian / num.msWallMedian : num.gflops / den.gflops).toFixed(2)}×`
+      : "–";
+  lines.push(
+    `| pass | prec | D | S | causal | softmax ${unit} | sigmoid ${unit} | sig/soft | ` +
+      "fused/unfused soft | sig | fused/TF.js soft | sig |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  );
+  const keys = new Set(
+    results.records.filter((r) => r.impl === "fused").map((r) =>
+      JSON.stringify([r.pass, r.precision, r.headDim, r.seqLen, r.causal])
+    ),
+  );
+  for (const key of [...keys].sort()) {
+    const [pass, precision, headDim, seqLen, causal] = JSON.parse(key);
+    const at = { pass, headDim, seqLen, causal };
+    type Act = SweepRecord["activation"];
+    const fused = (activation: Act) => find({ ...at, precision, impl: "fused", activation });
+    const peer = (impl: Implementation, activation: Act) =>
+      find({ ...at, precision: "f32", impl, activation });
+    const [soft, sig] = [fused("softmax"), fused("sigmoid")];
+    lines.push(
+      `| ${pass} | ${precision} | ${headDim} | ${seqLen} | ${causal ? "yes" : "no"} | ` +
+        `${tf(soft)} | ${tf(sig)} | ${ratio(sig, soft)} | ` +
+        `${ratio(soft, peer("unfused", "softmax"), true)} | ` +
+        `${ratio(sig, peer("unfused", "sigmoid"), true)} | ` +
+        `${ratio(soft, peer("tfjs", "softmax"), true)} | ${
+          ratio(sig, peer("tfjs", "sigmoid"), true)
+        } |`,
+    );
+  }
+  const tilings = new Set(results.records.filter((r) => r.tiling).map((r) => r.tiling));
+  lines.push(
+    "",
+    `Fused tiling timed: ${[...tilings].join(", ") || "–"}. Times: ${
+      results.records[0]?.clock === "timestamp" ? "GPU timestamps" : "wall clock"
+    } for sigmax; ratios against unfused and TF.js use the wall clock (submit → done) of both.`,
+  );
+  if (results.failures.length) {
+    lines.push("", `Failures and skips (${results.failures.length}):`);
+    for (const f of results.failures) {
+      lines.push(
+        `- ${f.impl} ${f.pass} ${f.precision} ${f.activation}${f.causal ? " causal" : ""} ` +
+          `S=${f.seqLen} D=${f.headDim}: ${f.error}`,
+      );
+    }
+  }
+  if (results.skipped?.length) {
+    lines.push("", `Past the time budget, not run: ${results.skipped.join("; ")}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
 /** FLOPs of one pass, FlashAttention's convention (backward = 2.5 × forward). */
 export function attentionPassFlops(
   shape: AttentionShape,
@@ -470,6 +770,8 @@ async function timeVariants(
           gflops: work.flops / stats.msMedian / 1e6,
           peakBytes: work.bytes,
           clock,
+          ...(v.impl === "fused" ? { tiling: work.plan.tiling } : {}),
+          kernels: [...work.plan.kernels],
         },
       });
     }
