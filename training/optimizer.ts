@@ -19,9 +19,10 @@ export const HISTORY_STEPS = 32;
 /**
  * Records a whole step into one command buffer and, as far as the commands
  * allow, one compute pass ({@linkcode onePass}): forward, loss, backward,
- * every gradient copied into one flat buffer whose squared norm is one
- * reduction, AdamW on every parameter (clipping by that norm), and the
- * on-GPU loss history.
+ * every gradient copied into the flat gradient buffer, its squared norm (one
+ * reduction), AdamW on the flat parameter and moment buffers (one dispatch
+ * per weight decay: matrices, then the rest), the updated values copied back
+ * into the parameters the kernels read, and the on-GPU loss history.
  */
 export class Optimizer {
   /** Steps recorded since the last {@linkcode Optimizer.readHistory}. */
@@ -31,54 +32,97 @@ export class Optimizer {
     readonly device: GPUDevice,
     readonly model: Model,
     readonly config: TrainConfig,
+    /** Where each of `model.params` starts in the flat buffers, in elements. */
     readonly offsets: number[],
+    readonly flat: { param: GPUBuffer; grad: GPUBuffer; m: GPUBuffer; v: GPUBuffer },
     readonly norm: SumPlan,
     readonly adam: AdamWPlan[],
-    readonly flatGrad: GPUBuffer,
     readonly gradSumSq: GPUBuffer,
     readonly stepBuffer: GPUBuffer,
     readonly history: GPUBuffer,
   ) {}
 
+  /**
+   * Lays the model's parameters out in flat buffers (llm.c's params_memory):
+   * the decayed ones (matrices), then, from an offset the device can bind at,
+   * the rest; copies their values and moments in ({@linkcode Optimizer.load}).
+   */
   static async create(device: GPUDevice, model: Model, c: TrainConfig): Promise<Optimizer> {
     const params = model.params;
-    // Every gradient is copied into one flat buffer, so that the global norm is one reduction.
-    const offsets: number[] = [];
+    const align = device.limits.minStorageBufferOffsetAlignment / 4;
+    const offsets = new Array<number>(params.length);
+    const ranges: { offset: number; length: number; weightDecay: number }[] = [];
     let length = 0;
-    for (const p of params) {
-      offsets.push(length);
-      length += p.grad.size;
+    for (const decay of [true, false]) {
+      const start = Math.ceil(length / align) * align;
+      length = start;
+      params.forEach((p, i) => {
+        if (p.decay !== decay) return;
+        offsets[i] = length;
+        length += p.value.size;
+      });
+      if (length > start) {
+        ranges.push({
+          offset: start,
+          length: length - start,
+          weightDecay: decay ? c.weightDecay : 0,
+        });
+      }
     }
     const norm = await SumPlan.create(device, { length, square: true });
-    const adam = await Promise.all(
-      params.map((p) =>
-        AdamWPlan.create(device, { length: p.value.size, weightDecay: p.decay ? c.weightDecay : 0 })
-      ),
-    );
+    const adam = await Promise.all(ranges.map((r) => AdamWPlan.create(device, r)));
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const flatGrad = device.createBuffer({
-      label: "sigmax.grads",
-      size: length * 4,
-      usage: storage,
-    });
-    const gradSumSq = device.createBuffer({ label: "sigmax.grad_sumsq", size: 16, usage: storage });
-    const history = device.createBuffer({
-      label: "sigmax.history",
-      size: HISTORY_STEPS * 8,
-      usage: storage,
-    });
-    return new Optimizer(
+    const buffer = (label: string, size: number) =>
+      device.createBuffer({ label, size, usage: storage });
+    const flat = {
+      param: buffer("sigmax.params", length * 4),
+      grad: buffer("sigmax.grads", length * 4),
+      m: buffer("sigmax.adam_m", length * 4),
+      v: buffer("sigmax.adam_v", length * 4),
+    };
+    const optimizer = new Optimizer(
       device,
       model,
       c,
       offsets,
+      flat,
       norm,
       adam,
-      flatGrad,
-      gradSumSq,
+      buffer("sigmax.grad_sumsq", 16),
       createAdamWStepBuffer(device),
-      history,
+      buffer("sigmax.history", HISTORY_STEPS * 8),
     );
+    optimizer.load();
+    return optimizer;
+  }
+
+  /** Copies every parameter's value and moments into the flat buffers (after init or a restore). */
+  load(): void {
+    const enc = this.device.createCommandEncoder({ label: "sigmax.optimizer.load" });
+    this.model.params.forEach((p, i) => {
+      for (const key of ["value", "m", "v"] as const) {
+        const to = key === "value" ? this.flat.param : this.flat[key];
+        enc.copyBufferToBuffer(p[key].buffer, 0, to, this.offsets[i] * 4, p.value.bytes);
+      }
+    });
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  /** Copies the flat moments back into every parameter's own (for a checkpoint; values are always current). */
+  store(): void {
+    const enc = this.device.createCommandEncoder({ label: "sigmax.optimizer.store" });
+    this.model.params.forEach((p, i) => {
+      for (const key of ["m", "v"] as const) {
+        enc.copyBufferToBuffer(
+          this.flat[key],
+          this.offsets[i] * 4,
+          p[key].buffer,
+          0,
+          p.value.bytes,
+        );
+      }
+    });
+    this.device.queue.submit([enc.finish()]);
   }
 
   /** Records forward, loss, backward and the update of step t (0-based) and submits them. */
@@ -96,20 +140,17 @@ export class Optimizer {
     graph.encodeForward(enc);
     graph.encodeLoss(enc);
     graph.encodeBackward(enc);
-    const params = this.model.params;
+    const { params } = this.model;
+    const at = (i: number) => this.offsets[i] * 4;
     params.forEach((p, i) =>
-      enc.copyBufferToBuffer(p.grad.buffer, 0, this.flatGrad, this.offsets[i] * 4, p.grad.bytes)
+      enc.copyBufferToBuffer(p.grad.buffer, 0, this.flat.grad, at(i), p.grad.bytes)
     );
-    this.norm.encode(enc, { x: this.flatGrad, out: this.gradSumSq });
+    this.norm.encode(enc, { x: this.flat.grad, out: this.gradSumSq });
+    for (const plan of this.adam) {
+      plan.encode(enc, { ...this.flat, step: this.stepBuffer, gradSumSq: this.gradSumSq });
+    }
     params.forEach((p, i) =>
-      this.adam[i].encode(enc, {
-        param: p.value.buffer,
-        grad: p.grad.buffer,
-        m: p.m.buffer,
-        v: p.v.buffer,
-        step: this.stepBuffer,
-        gradSumSq: this.gradSumSq,
-      })
+      enc.copyBufferToBuffer(this.flat.param, at(i), p.value.buffer, 0, p.value.bytes)
     );
     enc.copyBufferToBuffer(graph.loss.buffer, 0, this.history, this.pending * 8, 4);
     enc.copyBufferToBuffer(this.gradSumSq, 0, this.history, this.pending * 8 + 4, 4);
@@ -129,6 +170,8 @@ export class Optimizer {
 
   destroy(): void {
     for (const p of [this.norm, ...this.adam]) p.destroy();
-    for (const b of [this.flatGrad, this.gradSumSq, this.stepBuffer, this.history]) b.destroy();
+    for (const b of [...Object.values(this.flat), this.gradSumSq, this.stepBuffer, this.history]) {
+      b.destroy();
+    }
   }
 }

@@ -155,6 +155,7 @@ export async function train(
   const log = c.log ? await JsonLog.open(c.log) : undefined;
   try {
     const resumed = c.checkpoint && c.resume ? await restore(c.checkpoint, model) : undefined;
+    if (resumed) optimizer.load();
     const run: ResumeState = resumed ?? { step: 0, losses: [], gradNorms: [], evals: [] };
     const startStep = run.step;
     await log?.rewind(startStep);
@@ -233,6 +234,7 @@ export async function train(
         if (stopReason === "steps" && why) stopReason = why;
       }
       if (c.checkpoint && (due(c.checkpointEvery) || stopReason !== "steps")) {
+        optimizer.store();
         await save(c.checkpoint, c, model, run);
       }
     }
