@@ -4,7 +4,11 @@
  * that predicts.
  *
  * Counts come from the kernels' WGSL (kernels/attention_fused.ts,
- * kernels/attention_fused_backward.ts and kernels/attention_unfused.ts). Costs are in "FMA equivalents" and differ
+ * kernels/attention_fused_backward.ts and kernels/attention_unfused.ts; the
+ * GPU tiling's kernels, attention_fused_gpu*.ts, as `fusedTiles(…, false)`
+ * describes them: one row per lane group, a step of `keys` keys, no score
+ * scratch; the exchange of split rows' partial dots without subgroups is
+ * not modelled). Costs are in "FMA equivalents" and differ
  * by hardware, so the model takes them as a parameter:
  *
  * - `SOFTWARE_COSTS`: an x86 CPU running the shader as 8-wide AVX2 code
@@ -155,7 +159,9 @@ export function opCounts(
         alu: 7,
         rowStats: 7 + rescale + 1 / BK,
         globalFloats: 0,
-        workgroupFloats: staged + 2, // + the score's store to and load from scratch
+        // + the score's store to and load from scratch (the software tiling; the GPU tiling
+        // keeps a step's scores in registers)
+        workgroupFloats: staged + (tiles.scoreScratch === false ? 0 : 2),
       };
     }
     case "fused sigmoid":

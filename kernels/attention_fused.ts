@@ -53,6 +53,12 @@ export interface FusedTiles {
   rowsPerLane: number;
   /** Key/value rows staged in workgroup memory per step (the `BK` override), a multiple of 4. */
   keys: number;
+  /**
+   * Whether softmax keeps the tile's scores in workgroup scratch (`sTile`):
+   * the software tiling does; the GPU tiling keeps them in registers.
+   * Absent means true.
+   */
+  scoreScratch?: boolean;
 }
 
 /** Upper bound on the key tile; past it more workgroup memory buys nothing. */
@@ -86,7 +92,7 @@ export function fusedTiles(
 ): FusedTiles {
   if (!software) {
     const gpu = gpuForwardTiles(headDim, storageBytes, false);
-    return { lanes: gpu.lanes / gpu.split, rowsPerLane: 1, keys: gpu.keys };
+    return { lanes: gpu.lanes / gpu.split, rowsPerLane: 1, keys: gpu.keys, scoreScratch: false };
   }
   const d4 = Math.ceil(headDim / 4);
   const lanes = 16;
