@@ -10,6 +10,9 @@
  *   {@linkcode attentionBackwardReference} is its plain-TypeScript twin.
  * - {@linkcode AttentionPlan} runs attention forward and backward on GPU
  *   buffers you own, recorded into your command encoder.
+ * - `options.tiling` ({@linkcode Tiling}) picks the fused kernels' tile
+ *   configuration: `"auto"` (the software tiling on a CPU adapter, the GPU
+ *   tiling elsewhere), or `"gpu"`/`"software"` forced on any adapter.
  * - {@linkcode getDevice} and {@linkcode adapterReport} give the shared
  *   WebGPU device and describe its adapter.
  *
