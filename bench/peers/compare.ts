@@ -17,7 +17,8 @@
  * submission.
  *
  * `deno run -A bench/peers/compare.ts [--seq 1024] [--heads 4] [--dim 64]
- * [--reps 5] [--warmup 1] [--peers ort,jax] [--passes forward,backward]`
+ * [--reps 5] [--warmup 1] [--peers ort,jax] [--passes forward,backward]
+ * [--out FILE]`
  * prints a Markdown table.
  *
  * @module
@@ -50,6 +51,7 @@ const HELP = `usage: deno run -A bench/peers/compare.ts [options]
   --warmup N     untimed rounds first (default 1)
   --peers LIST   ort,jax (default both)
   --passes LIST  forward,backward (default both; ORT has forward only)
+  --out FILE     also write the table so far to FILE after every timed round
 `;
 
 function positive(name: string, value: string | undefined, fallback: number): number {
@@ -82,6 +84,7 @@ async function main(args: string[]): Promise<void> {
       warmup: { type: "string" },
       peers: { type: "string" },
       passes: { type: "string" },
+      out: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -160,6 +163,35 @@ async function main(args: string[]): Promise<void> {
     }
   }
   const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
+  const table = (): string => {
+    const lines: string[] = [];
+    const rounds = variants[0]?.samples.length ?? 0;
+    lines.push(
+      `B=${B} H=${H} S=${S} D=${D}, wall clock, medians of ${rounds} interleaved rounds ` +
+        `[min–max] after ${warmup} warmup.\n`,
+    );
+    lines.push("| pass | attention | sigmax fused ms | peer | peer ms | fused/peer | peer ran |");
+    lines.push("|---|---|---|---|---|---|---|");
+    const fmt = (v: Variant) => {
+      const s = summarize(v.samples);
+      return {
+        med: s.msMedian,
+        text: `${s.msMedian.toFixed(1)} [${s.msMin.toFixed(1)}–${s.msMax.toFixed(1)}]`,
+      };
+    };
+    for (const v of variants.filter((x) => x.side !== "sigmax")) {
+      const mine = variants.find((x) =>
+        x.side === "sigmax" && x.pass === v.pass && x.activation === v.activation &&
+        x.causal === v.causal
+      )!;
+      const a = fmt(mine), b = fmt(v);
+      lines.push(
+        `| ${v.pass} | ${v.activation}${v.causal ? " causal" : ""} | ${a.text} | ${v.side} | ` +
+          `${b.text} | ${(b.med / a.med).toFixed(2)}× | ${v.note} |`,
+      );
+    }
+    return lines.join("\n") + "\n";
+  };
   log(`${variants.length} variants at B=${B} H=${H} S=${S} D=${D}; ${warmup} + ${reps} rounds`);
   try {
     for (let round = -warmup; round < reps; round++) {
@@ -172,35 +204,13 @@ async function main(args: string[]): Promise<void> {
         `round ${round + warmup + 1}/${warmup + reps} (${round < 0 ? "warmup" : "timed"}): ` +
           `${((performance.now() - t0) / 1000).toFixed(1)} s`,
       );
+      // The table so far, after every timed round, so that a run cut short keeps its rounds.
+      if (round >= 0 && values.out) await Deno.writeTextFile(values.out, table());
     }
   } finally {
     for (const v of variants) await v.free();
   }
-
-  console.log(
-    `B=${B} H=${H} S=${S} D=${D}, wall clock, medians of ${reps} interleaved rounds ` +
-      `[min–max] after ${warmup} warmup.\n`,
-  );
-  console.log("| pass | attention | sigmax fused ms | peer | peer ms | fused/peer | peer ran |");
-  console.log("|---|---|---|---|---|---|---|");
-  const fmt = (v: Variant) => {
-    const s = summarize(v.samples);
-    return {
-      med: s.msMedian,
-      text: `${s.msMedian.toFixed(1)} [${s.msMin.toFixed(1)}–${s.msMax.toFixed(1)}]`,
-    };
-  };
-  for (const v of variants.filter((x) => x.side !== "sigmax")) {
-    const mine = variants.find((x) =>
-      x.side === "sigmax" && x.pass === v.pass && x.activation === v.activation &&
-      x.causal === v.causal
-    )!;
-    const a = fmt(mine), b = fmt(v);
-    console.log(
-      `| ${v.pass} | ${v.activation}${v.causal ? " causal" : ""} | ${a.text} | ${v.side} | ` +
-        `${b.text} | ${(b.med / a.med).toFixed(2)}× | ${v.note} |`,
-    );
-  }
+  console.log(table());
 }
 
 if (import.meta.main) await main(Deno.args);
