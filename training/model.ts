@@ -34,6 +34,7 @@ import { LayerNormPlan } from "../kernels/layernorm.ts";
 import { CrossEntropyPlan, MsePlan } from "../kernels/losses.ts";
 import { MatmulPlan } from "../kernels/matmul.ts";
 import { PermutePlan } from "../kernels/permute.ts";
+import { PoolPlan } from "../kernels/pool.ts";
 import { ColumnSumPlan, SumPlan } from "../kernels/reduce.ts";
 import { Rng } from "./rng.ts";
 import type { Batch, TaskInput, TaskOutput } from "./tasks/task.ts";
@@ -631,12 +632,8 @@ export class Graph {
         { backward },
       ),
     );
-    // Σ over heads as a product with stacked identities [H·D, D].
-    const sumHeads = new Float32Array(H * D * D);
-    for (let h = 0; h < H; h++) for (let i = 0; i < D; i++) sumHeads[(h * D + i) * D + i] = 1;
-    const sumMatrix = this.#temp([H * D, D], "sum_heads");
-    device.queue.writeBuffer(sumMatrix.buffer, 0, sumHeads);
-    const headSum = this.#own(await MatmulPlan.create(device, { batch: 1, m: N, n: D, k: H * D }));
+    // Σ over heads: o is [N, H, D], the output [N, D]; its backward broadcasts over H.
+    const headSum = this.#own(await PoolPlan.create(device, { outer: N, middle: H, inner: D }));
     const attnBuffers = {
       q: qh.buffer,
       k: kh.buffer,
@@ -654,12 +651,9 @@ export class Graph {
       toHeads.encode(enc, { src: v.buffer, dst: vh.buffer });
       attn.encodeForward(enc, attnBuffers);
       fromHeads.encode(enc, { src: oh.buffer, dst: o.buffer });
-      headSum.encode(enc, o.buffer, sumMatrix.buffer, this.output.buffer);
+      headSum.encodeSum(enc, o.buffer, this.output.buffer);
     };
     if (!backward) return;
-    const dHeadSum = this.#own(
-      await MatmulPlan.create(device, { batch: 1, m: N, n: H * D, k: D, transB: true }),
-    );
     const dO = this.#temp([N, H * D], "d_o");
     const [dqh, dkh, dvh, doh] = ["d_qh", "d_kh", "d_vh", "d_oh"].map((n) =>
       this.#temp([B, H, S, D], n)
@@ -669,7 +663,7 @@ export class Graph {
     const dv = this.#temp([N, H * D], "d_v");
     const dvPre = c.expert === "linear" ? dv : this.#temp([N, H * D], "d_v_pre");
     this.#encodeBackward = (enc) => {
-      dHeadSum.encode(enc, this.#dOutput!.buffer, sumMatrix.buffer, dO.buffer);
+      headSum.encodeBroadcast(enc, this.#dOutput!.buffer, dO.buffer);
       toHeads.encode(enc, { src: dO.buffer, dst: doh.buffer });
       attn.encodeBackward(enc, {
         ...attnBuffers,
@@ -791,23 +785,14 @@ export class Graph {
     const head = this.#own(
       await Linear.create(device, headRows, C, outW, { bias: true, backward, needDx: true }),
     );
-    // Mean over positions as a product with a block-diagonal [B, N] matrix of 1/S.
+    // Mean over positions: h is [B, S, C], pooled [B, C]; its backward broadcasts over S.
     let pooled: Tensor | undefined;
-    let poolMatrix: Tensor | undefined;
-    let poolPlan: MatmulPlan | undefined;
-    let dPoolPlan: MatmulPlan | undefined;
+    let meanPool: PoolPlan | undefined;
     if (seqClass) {
       pooled = this.#temp([B, C], "pooled");
-      poolMatrix = this.#temp([B, N], "pool_matrix");
-      const m = new Float32Array(B * N);
-      for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) m[b * N + b * S + s] = 1 / S;
-      device.queue.writeBuffer(poolMatrix.buffer, 0, m);
-      poolPlan = this.#own(await MatmulPlan.create(device, { batch: 1, m: B, n: C, k: N }));
-      if (backward) {
-        dPoolPlan = this.#own(
-          await MatmulPlan.create(device, { batch: 1, m: N, n: C, k: B, transA: true }),
-        );
-      }
+      meanPool = this.#own(
+        await PoolPlan.create(device, { outer: B, middle: S, inner: C, scale: 1 / S }),
+      );
     }
 
     const attnBuffers = (a: BlockActs) => ({
@@ -855,7 +840,7 @@ export class Graph {
       });
       lnf.forward(enc, xL, P("lnf.g"), P("lnf.b"), hf);
       if (seqClass) {
-        poolPlan!.encode(enc, poolMatrix!.buffer, hf.buffer, pooled!.buffer);
+        meanPool!.encodeSum(enc, hf.buffer, pooled!.buffer);
         head.forward(enc, pooled!, P("w_head"), P("b_head"), this.output);
       } else {
         head.forward(enc, hf, P("w_head"), P("b_head"), this.output);
@@ -881,7 +866,7 @@ export class Graph {
       const dOut = this.#dOutput!;
       if (seqClass) {
         head.backward(enc, pooled!, P("w_head"), P("b_head"), dOut, dPooled);
-        dPoolPlan!.encode(enc, poolMatrix!.buffer, dPooled!.buffer, dh.buffer);
+        meanPool!.encodeBroadcast(enc, dPooled!.buffer, dh.buffer);
       } else {
         head.backward(enc, hf, P("w_head"), P("b_head"), dOut, dh);
       }
