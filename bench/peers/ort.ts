@@ -1,6 +1,6 @@
 /**
  * ONNX Runtime Web (`onnxruntime-web` 1.30.0 from npm) on its WebGPU
- * execution provider, in the same Deno process and on the same `GPUDevice` as
+ * execution provider, in the same Deno process and on the same adapter as
  * sigmax: the peer that has fused attention kernels in WGSL (ORT's
  * FlashAttention-2 style `FlashAttention` program), forward only.
  *
@@ -44,9 +44,10 @@
  * `MultiHeadAttention` with inputs query, key, value `[B,S,H·D]` (ORT's BSNH
  * layout; the timers upload sigmax's `[B,H,S,D]` data transposed, outside the
  * timed region), attributes `num_heads`, `scale` and `unidirectional`
- * (causal), and outputs `output`, `present_key`, `present_value`: ORT's
- * WebGPU MultiHeadAttention runs FlashAttention only when the present K/V
- * outputs exist (it then copies K and V into them, the `CopyKVCache` program).
+ * (causal), and outputs `output`, `present_key`, `present_value` (older ORT
+ * sources run FlashAttention only when the present K/V outputs exist; 1.30
+ * ran the same two programs, `CopyKVCache` then `FlashAttention`, with only
+ * `output` declared, so they cost nothing extra here).
  *
  * Sigmoid attention: ORT has no sigmoid attention operator. The peer offers
  * it composed from standard ONNX ops (`Transpose`, `MatMul`, `Mul`, `Add`,
