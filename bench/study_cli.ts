@@ -32,8 +32,9 @@ and convergence diagnostics.
 
 The attention study (quick, full, tiny, paper-attention): trains softmax and sigmoid attention
 over a grid of training-set sizes n and seeds (paired: the same data and
-initial weights for both), then analyses the runs (means with bootstrap 95%
-intervals, log-log slopes, samples- and steps-to-target, paired differences).
+initial weights for both), then analyses the runs (means and paired differences
+with t 95% intervals over seeds, log-log slopes, samples-to-target with misses
+counted as censored, steps-to-target, the runs that met the convergence rule).
 
 Both write study.json, study.md and study.html in the output folder.
 
