@@ -163,3 +163,21 @@ export async function f16Available(what: string): Promise<boolean> {
   console.log(`no shader-f16 on this adapter: the ${what} is skipped`);
   return false;
 }
+
+/**
+ * Whether a peer's tests are skipped: `unavailable` is why its package could
+ * not load (undefined when it loaded). The tests are skipped with that reason,
+ * unless `SIGMAX_REQUIRE_PEERS` is set (as CI sets it, where npm is reachable):
+ * then a failing test says so, and the skip cannot pass unnoticed.
+ */
+export function skipPeer(file: string, unavailable: string | undefined): boolean {
+  if (unavailable === undefined) return false;
+  if (Deno.env.get("SIGMAX_REQUIRE_PEERS")) {
+    Deno.test(`${file}: the peer loads (SIGMAX_REQUIRE_PEERS is set)`, () => {
+      throw new Error(`SIGMAX_REQUIRE_PEERS is set but the peer could not load: ${unavailable}`);
+    });
+  } else {
+    console.warn(`${file}: skipped: ${unavailable}`);
+  }
+  return true;
+}

@@ -13,12 +13,11 @@ import {
   getDevice,
 } from "../mod.ts";
 import { JaxAttention, loadJax, timeJaxAttention, timeJaxMatmul } from "../bench/peers/jax.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, randn, skipPeer, TOL } from "./_helpers.ts";
 
 const handle = await loadJax();
 const unavailable = "error" in handle ? handle.error : undefined;
-if (unavailable) console.warn(`tests/jax_test.ts: skipped: ${unavailable}`);
-const ignore = unavailable !== undefined;
+const ignore = skipPeer("tests/jax_test.ts", unavailable);
 
 const SHAPES: AttentionShape[] = [
   { batch: 1, heads: 2, seqLen: 33, headDim: 16 },

@@ -16,12 +16,11 @@ import {
   timeOrtAttention,
   transposeHeads,
 } from "../bench/peers/ort.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, randn, skipPeer, TOL } from "./_helpers.ts";
 
 const handle = await loadOrt();
 const unavailable = "error" in handle ? handle.error : undefined;
-if (unavailable) console.warn(`tests/ort_test.ts: skipped: ${unavailable}`);
-const ignore = unavailable !== undefined;
+const ignore = skipPeer("tests/ort_test.ts", unavailable);
 
 const SHAPES: AttentionShape[] = [
   { batch: 1, heads: 2, seqLen: 33, headDim: 16 },

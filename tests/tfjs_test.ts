@@ -21,12 +21,11 @@ import {
   timeTfjsMatmul,
   timeTfjsTrainingStep,
 } from "../bench/peers/tfjs.ts";
-import { assertClose, randn, TOL } from "./_helpers.ts";
+import { assertClose, randn, skipPeer, TOL } from "./_helpers.ts";
 
 const handle = await loadTfjs();
 const unavailable = "error" in handle ? handle.error : undefined;
-if (unavailable) console.warn(`tests/tfjs_test.ts: skipped: ${unavailable}`);
-const ignore = unavailable !== undefined;
+const ignore = skipPeer("tests/tfjs_test.ts", unavailable);
 
 const SHAPES: AttentionShape[] = [
   { batch: 1, heads: 2, seqLen: 33, headDim: 16 },
