@@ -65,12 +65,12 @@ export interface GpuTiles extends LaneSplit {
 }
 
 /**
- * Picks the lane split and key step of a GPU-tiling kernel that keeps
- * `vectors` head-dim vectors per row (2 forward, 3 for `dq`, 4 for `dkv`)
- * and exchanges `exchanged` vec4s per key quad: at most `maxWidth` vec4s of
- * each vector per lane, and the largest step (≤ 16) whose staged tiles,
- * plus `statBytes` per staged row and the exchange array when there are no
- * subgroups, fit `storageBytes` (never more than 16 KiB).
+ * Picks the lane split and key step of a GPU-tiling kernel: the smallest
+ * power-of-two split of the head dim that leaves at most `maxWidth` vec4s
+ * of each row vector per lane (16 forward, 8 in `dq` and `dkv`), and the
+ * largest key step (≤ 16) whose `stagedVectors` staged head-dim tiles, plus
+ * `statBytes` per staged row and, without subgroups, the exchange array of
+ * `exchanged` vec4s per key quad, fit `storageBytes` (never more than 16 KiB).
  */
 export function gpuTiles(
   headDim: number,

@@ -310,8 +310,10 @@ export function sliceAccumulateWgsl(
 /**
  * WGSL that completes split dot products: each named vec4 becomes the sum of
  * its value over the `split` lanes of the row, with subgroup shuffles
- * (`subgroupShuffleXor`: the row's lanes are consecutive invocations, inside
- * one subgroup when the subgroup size is at least `split`) or through
+ * (`subgroupShuffleXor`: the row's lanes are `split` consecutive local
+ * invocation indices, aligned to `split`; this assumes that a 1-D workgroup
+ * is cut into subgroups of consecutive indices, as NVIDIA, AMD, Intel and
+ * lavapipe do, which WGSL itself does not promise) or through
  * `red`, a workgroup array of `WG · names.length` vec4s (one barrier; the
  * caller's next barrier must come before `red` is written again). Nothing
  * when a lane holds the whole row.

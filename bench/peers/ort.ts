@@ -149,7 +149,9 @@ let _loaded: Promise<OrtHandle | { error: string }> | undefined;
 
 /**
  * Loads ORT's WebGPU build once per process (later calls get the cached
- * result), on sigmax's shared device. Returns a handle, or `{ error }` with
+ * result). Its runs go to a WebGPU device ORT creates itself on the same
+ * adapter (on sigmax's device ORT's subgroup kernels give wrong answers on
+ * lavapipe; `handle.device` is sigmax's, kept for `device: "shared"`). Returns a handle, or `{ error }` with
  * the reason it cannot run here (the package failed to load, no WebGPU, or a
  * smoke-test attention call failed). Never falls back to ORT's wasm CPU
  * execution provider.

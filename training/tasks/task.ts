@@ -59,6 +59,18 @@ export interface Score {
 /**
  * What a task may read of a trained model to score its parameters (not only
  * its outputs): the model's shape and its parameters by name.
+ *
+ * @example
+ * ```ts
+ * import type { ModelView } from "@sigmax/sigmax";
+ * // A view over parameters held on the CPU (the trainer's reads them back from the GPU).
+ * const weights: Record<string, Float32Array> = { wq: new Float32Array(8 * 8) };
+ * const view: ModelView = {
+ *   config: { arch: "attention", width: 8, heads: 1, headDim: 8 },
+ *   read: (name) => Promise.resolve(weights[name]),
+ * };
+ * console.log((await view.read("wq")).length); // 64
+ * ```
  */
 export interface ModelView {
   /** The model's architecture and sizes. */
@@ -67,7 +79,17 @@ export interface ModelView {
   read(name: string): Promise<Float32Array>;
 }
 
-/** Parameter recovery of a student (the teacher task): relative errors and a Voronoi loss. */
+/**
+ * Parameter recovery of a student (the teacher task): relative errors and a Voronoi loss.
+ *
+ * @example
+ * ```ts
+ * import type { ParameterErrors } from "@sigmax/sigmax";
+ * // What `train()` reports in `result.final.parameterErrors` for a teacher task's student:
+ * const errors: ParameterErrors = { gating: 0.12, value: 0.05, voronoi: 0.3 };
+ * console.log(`gating ${errors.gating}, value ${errors.value}, Voronoi ${errors.voronoi}`);
+ * ```
+ */
 export interface ParameterErrors {
   /** Relative Frobenius error of the gating matrices A = W_Q W_Kᵀ/√r after matching heads. */
   gating: number;
