@@ -268,6 +268,56 @@ export function paperMarkdown(a: PaperAnalysis): string {
     c.curves.map((k) => [c.cell, k.gate, ...k.points.map((p) => sci(p.voronoi.estimate))])
   );
   const ns = cells.find((c) => c.curves.length)?.ns ?? [];
+  const nullRows = cells.flatMap((c) => (c.nullRemoved ?? []).map((s, t) => ({ c, s, t })))
+    .map(({ c, s, t }) => {
+      const d = s.difference;
+      const count = (g: "sigmoid" | "softmax") => {
+        const k = c.curves.find((q) => q.gate === g)!;
+        return `${k.nullFits?.[t]?.fits ?? "—"} / ${k.convergence.runs}`;
+      };
+      return [
+        c.cell,
+        `${s.tolerance}`,
+        count("sigmoid"),
+        count("softmax"),
+        c.difference
+          ? ci({ ...c.difference, low: c.difference.lo, high: c.difference.hi }, signed(fixed(3)))
+          : "—",
+        ci({ ...d, low: d.lo, high: d.hi }, signed(fixed(3))),
+        s.holmP !== undefined ? s.holmP.toPrecision(2) : `(${d.pValue.toPrecision(2)})`,
+        `${c.verdict} → ${s.verdict}`,
+      ];
+    });
+  const nullSection = nullRows.length
+    ? [
+      "### Sensitivity check: null experts removed (not the primary result)",
+      "",
+      "A fitted atom is null when its term of f is negligible on the held-out inputs: " +
+      "max_x |g_i(x) h_i(x)| ≤ tolerance · max_x |f*(x)| (training/moe/voronoi.ts nullAtoms). Under " +
+      "sigmoid gating such an atom (e.g. a zero-output expert) leaves f unchanged, yet the " +
+      "Voronoi loss weights it by σ(c) and compares its parameters with its nearest true atom's, " +
+      "so it can give an exact fit a large loss. Here each fit's null atoms are removed from the " +
+      "stored parameters (no refitting) before its Voronoi loss is computed, and the slope " +
+      "difference is taken as above (t over seeds; Holm across the primary cells). Null fits: " +
+      "fits with at least one null atom. Under sigmoid, removing a null atom moves f by at most " +
+      "tolerance · max |f*| everywhere; under softmax it also renormalises the other gates.",
+      "",
+      table(
+        [
+          "cell",
+          "tolerance",
+          "null fits, sigmoid",
+          "null fits, softmax",
+          "difference (t), as fitted",
+          "difference (t), nulls removed",
+          "Holm p, nulls removed",
+          "verdict: as fitted → nulls removed",
+        ],
+        nullRows,
+      ),
+      "",
+    ]
+    : [];
   return [
     `## The paper study: \`${a.preset}\` preset`,
     "",
@@ -318,6 +368,7 @@ export function paperMarkdown(a: PaperAnalysis): string {
     "",
     table(["cell", "sigmoid", "softmax", "difference"], feRows),
     "",
+    ...nullSection,
     "### Local slopes of the Voronoi loss (windows of 3 consecutive n)",
     "",
     "A power law keeps one slope across windows; a logarithmic rate drifts towards 0.",

@@ -34,7 +34,7 @@
  * @module
  */
 
-import { gateSize, type MoeSpec, sigmoid } from "./model.ts";
+import { atomSize, evaluate, gateSize, type Inputs, type MoeSpec, sigmoid } from "./model.ts";
 
 /** The loss and its parts. */
 export interface VoronoiLoss {
@@ -137,4 +137,59 @@ export function voronoiLoss(
     }
   }
   return { value: massTerm + single + multi, mass: massTerm, single, multi, cells };
+}
+
+/**
+ * A diagnostic beside the loss, not part of it: the fitted atoms whose term
+ * g_i(x) h_i(x) of f is negligible on `inputs`, max_x |g_i(x) h_i(x)| ≤
+ * `tolerance` · `scale` (the caller passes the scale, e.g. max_x |f*(x)|).
+ * Under sigmoid gating such a "null" atom can be dropped without changing f
+ * by more than that, yet the Voronoi loss above weights it by σ(c) and
+ * compares its parameters with its nearest true atom's, so it can give an
+ * exact function a large loss. Under softmax g_i is the atom's share of the
+ * normalised gate, so dropping it rescales the others' gates.
+ */
+export function nullAtoms(
+  spec: MoeSpec,
+  theta: Float64Array,
+  inputs: Inputs,
+  scale: number,
+  tolerance = 1e-3,
+): number[] {
+  if (!(scale > 0) || !Number.isFinite(scale)) {
+    throw new RangeError(`scale must be a positive finite number, got ${scale}`);
+  }
+  if (!(tolerance >= 0)) throw new RangeError(`tolerance must be ≥ 0, got ${tolerance}`);
+  const k = spec.experts, S = atomSize(spec);
+  if (theta.length !== k * S) {
+    throw new RangeError(`theta must have length ${k * S}, got ${theta.length}`);
+  }
+  // f with one atom's expert zeroed differs from f by exactly that atom's term g_i h_i
+  // (the gates do not depend on the expert parameters, for either gate).
+  const f = evaluate(spec, theta, inputs);
+  const out: number[] = [];
+  for (let i = 0; i < k; i++) {
+    const t = theta.slice();
+    t.fill(0, i * S + gateSize(spec), (i + 1) * S);
+    // The GELU expert with zero parameters outputs gelu(0) = 0, the linear one 0.
+    const g = evaluate(spec, t, inputs);
+    let worst = 0;
+    for (let r = 0; r < inputs.n; r++) worst = Math.max(worst, Math.abs(f[r] - g[r]));
+    if (worst <= tolerance * scale) out.push(i);
+  }
+  return out;
+}
+
+/** The fit with the atoms at `drop` removed: its parameters and spec (experts reduced). */
+export function withoutAtoms(
+  spec: MoeSpec,
+  theta: Float64Array,
+  drop: readonly number[],
+): { spec: MoeSpec; theta: Float64Array } {
+  const S = atomSize(spec);
+  const keep: number[] = [];
+  for (let i = 0; i < spec.experts; i++) if (!drop.includes(i)) keep.push(i);
+  const out = new Float64Array(keep.length * S);
+  keep.forEach((i, j) => out.set(theta.subarray(i * S, (i + 1) * S), j * S));
+  return { spec: { ...spec, experts: keep.length }, theta: out };
 }

@@ -29,6 +29,8 @@
 import type { PaperPreset, RunSpec, StudyCell } from "./grid.ts";
 import { isPaperPreset, PAPER_PRESETS, STUDY_PRESETS } from "./grid.ts";
 import type { MoeRunRecord, RunRecord } from "./runner.ts";
+import { evaluate, type Inputs, packAtoms, sampleInputs, trueAtoms } from "../moe/model.ts";
+import { nullAtoms, voronoiLoss, withoutAtoms } from "../moe/voronoi.ts";
 import {
   type CensoredSamples,
   censoredSamplesToTarget,
@@ -356,6 +358,12 @@ export interface PaperCurve {
   atBound: number;
   /** Runs whose Voronoi loss is more than half from cells holding several fitted experts. */
   multiDominated: number;
+  /**
+   * Per tolerance of {@linkcode NULL_TOLERANCES}: runs whose kept fit has a
+   * null atom (training/moe/voronoi.ts nullAtoms: max over the held-out inputs
+   * of |g_i h_i| ≤ tolerance · max |f*|), and the null atoms over those runs.
+   */
+  nullFits?: { tolerance: number; fits: number; atoms: number }[];
 }
 
 /** A paper-study cell. */
@@ -378,6 +386,19 @@ export interface PaperCellAnalysis {
   functionErrorDifference?: SlopeDifference;
   /** Holm-adjusted p-value of the slope difference across the study's primary cells. */
   holmP?: number;
+  /**
+   * A sensitivity check, not the primary result: the slope difference with
+   * each fit's null atoms removed before its Voronoi loss is computed (from
+   * the stored parameters, no refitting), its Holm p across the primary cells
+   * and the verdict the primary rule would give it; one per tolerance of
+   * {@linkcode NULL_TOLERANCES}.
+   */
+  nullRemoved?: {
+    tolerance: number;
+    difference: SlopeDifference;
+    holmP?: number;
+    verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs";
+  }[];
   /** "holds", "fails" or "cannot tell" (primary); "ties" or "differs" (control). */
   verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs" | "no data";
   /** The verdict in a sentence. */
@@ -405,6 +426,48 @@ export interface PaperAnalysis {
 }
 
 const ALPHA = 0.05;
+
+/**
+ * Tolerances of the null-atom diagnostic, relative to max |f*| on the held-out
+ * inputs: the strict one first, then looser ones (an estimated null expert
+ * keeps parameters at the noise level, so its term is small, not zero).
+ */
+export const NULL_TOLERANCES = [1e-3, 1e-2, 3e-2];
+
+/**
+ * The held-out inputs of a paper-study run: the same draw as training/moe/run.ts
+ * (dimension 2, its test seed 0x5eed; tests/moe_null_test.ts checks that the
+ * function error recomputed on them matches a run's).
+ */
+export function paperTestInputs(testSize = 2000): Inputs {
+  return sampleInputs(2, testSize, 0x5eed);
+}
+
+/**
+ * A run's null atoms and its Voronoi loss with them removed (the fit restricted
+ * to its non-null atoms; every atom kept when all would be null).
+ */
+export function nullAtomCheck(
+  record: MoeRunRecord,
+  inputs: Inputs,
+  tolerance = NULL_TOLERANCES[0],
+): { nullAtoms: number[]; voronoi: number } {
+  const c = record.result.config;
+  const base = { gate: c.gate, score: c.score, expert: c.expert, dim: 2 };
+  const atoms = trueAtoms(c.regime);
+  const truthSpec = { ...base, experts: atoms.length };
+  const truth = packAtoms(truthSpec, atoms);
+  const fStar = evaluate(truthSpec, truth, inputs);
+  const scale = fStar.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const spec = { ...base, experts: record.result.k };
+  const theta = Float64Array.from(record.result.theta);
+  const found = nullAtoms(spec, theta, inputs, scale, tolerance);
+  if (found.length === 0 || found.length === spec.experts) {
+    return { nullAtoms: found, voronoi: record.result.voronoi };
+  }
+  const reduced = withoutAtoms(spec, theta, found);
+  return { nullAtoms: found, voronoi: voronoiLoss(reduced.spec, reduced.theta, truth).value };
+}
 
 function logInterval(values: number[]): Interval {
   const logs = values.map((v) => Math.log(Math.max(v, 1e-300)));
@@ -444,6 +507,19 @@ export function analyzePaperStudy(
     : presetOrName;
   const byId = new Map(records.map((r) => [r.spec.id, r]));
   const used: MoeRunRecord[] = [];
+  const inputsBySize = new Map<number, Inputs>();
+  const checks = new Map<string, { nullAtoms: number[]; voronoi: number }>();
+  const check = (r: MoeRunRecord, tolerance: number) => {
+    const key = `${tolerance} ${r.spec.id}`;
+    let out = checks.get(key);
+    if (!out) {
+      const size = r.result.config.testSize ?? 2000;
+      let inputs = inputsBySize.get(size);
+      if (!inputs) inputsBySize.set(size, inputs = paperTestInputs(size));
+      checks.set(key, out = nullAtomCheck(r, inputs, tolerance));
+    }
+    return out;
+  };
   const cells: PaperCellAnalysis[] = preset.cells.map((cell) => {
     const get = (gate: Act, n: number, seed: number) =>
       byId.get(`${cell.name}-${gate}-n${n}-s${seed}`);
@@ -473,6 +549,10 @@ export function analyzePaperStudy(
     for (const seed of seeds) {
       for (const n of cell.ns) for (const g of ACTS) used.push(get(g, n, seed)!);
     }
+    // The null-atom check needs the stored parameters (every run of the cell).
+    const withTheta = seeds.every((seed) =>
+      cell.ns.every((n) => ACTS.every((g) => get(g, n, seed)!.result.theta.length > 0))
+    );
     const table = (gate: Act, value: (r: MoeRunRecord) => number) =>
       seeds.map((seed) => cell.ns.map((n) => Math.max(value(get(gate, n, seed)!), 1e-300)));
     const curves = ACTS.map((gate): PaperCurve => {
@@ -487,6 +567,14 @@ export function analyzePaperStudy(
       const multiDominated = runs.filter((r) =>
         r.result.voronoiParts.multi > 0.5 * r.result.voronoi
       ).length;
+      const nullFits = !withTheta ? undefined : NULL_TOLERANCES.map((tolerance) => {
+        const nulls = runs.map((r) => check(r, tolerance).nullAtoms.length);
+        return {
+          tolerance,
+          fits: nulls.filter((m) => m > 0).length,
+          atoms: nulls.reduce((a, b) => a + b, 0),
+        };
+      });
       const slopeOf = (rows: number[][]) =>
         tMeanCI(rows.map((row) => logLogSlope(cell.ns, row).slope), 0.95);
       const pooled = logLogSlope(
@@ -513,6 +601,7 @@ export function analyzePaperStudy(
         winners,
         atBound,
         multiDominated,
+        nullFits,
       };
     });
     const options = { resamples: 4000, level: 0.95, seed: 2502 };
@@ -528,11 +617,22 @@ export function analyzePaperStudy(
       table("softmax", (r) => r.result.functionError),
       options,
     );
+    const nullRemoved = !withTheta ? undefined : NULL_TOLERANCES.map((tolerance) => ({
+      tolerance,
+      difference: slopeDifferenceCI(
+        cell.ns,
+        table("sigmoid", (r) => check(r, tolerance).voronoi),
+        table("softmax", (r) => check(r, tolerance).voronoi),
+        options,
+      ),
+      verdict: "cannot tell" as const,
+    }));
     return {
       ...base,
       curves,
       difference,
       functionErrorDifference,
+      nullRemoved: nullRemoved as PaperCellAnalysis["nullRemoved"],
       verdict: "cannot tell" as const,
       verdictText: "",
     };
@@ -541,6 +641,21 @@ export function analyzePaperStudy(
   const primary = cells.filter((c) => c.role === "primary" && c.difference);
   const adjusted = holmAdjust(primary.map((c) => c.difference!.pValue));
   primary.forEach((c, i) => (c.holmP = adjusted[i]));
+  const primaryNull = cells.filter((c) => c.role === "primary" && c.nullRemoved);
+  NULL_TOLERANCES.forEach((_, t) => {
+    const adjustedNull = holmAdjust(primaryNull.map((c) => c.nullRemoved![t].difference.pValue));
+    primaryNull.forEach((c, i) => (c.nullRemoved![t].holmP = adjustedNull[i]));
+  });
+  for (const c of cells) {
+    for (const s of c.nullRemoved ?? []) {
+      const d = s.difference;
+      s.verdict = c.role === "primary"
+        ? (s.holmP ?? 1) > ALPHA ? "cannot tell" : d.estimate < 0 ? "holds" : "fails"
+        : d.lo <= 0 && d.hi >= 0
+        ? "ties"
+        : "differs";
+    }
+  }
   for (const c of cells) {
     if (!c.difference) continue;
     const d = c.difference;
