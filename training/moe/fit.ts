@@ -26,9 +26,9 @@ import { type Atom, evaluate, gateSize, type Inputs, type MoeSpec, packAtoms } f
 
 /** Stopping rule of one least-squares start. */
 export interface FitOptions {
-  /** Max-norm of ∇F at which a start may stop. Default 1e-9. */
+  /** Max-norm of ∇F at which a start may stop. Default 1e-8. */
   gradTol?: number;
-  /** Relative decrease of F over the last accepted step at which a start may stop. Default 1e-12. */
+  /** Relative decrease of F over the last accepted step at which a start may stop. Default 1e-10. */
   lossTol?: number;
   /** Iteration cap (one Jacobian each). Default 500. */
   maxIterations?: number;
