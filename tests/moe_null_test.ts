@@ -103,3 +103,63 @@ Deno.test("nullAtomCheck regenerates the run's held-out inputs and keeps a fit w
   const zeroed = { ...record, result: { ...result, theta } } as MoeRunRecord;
   assert.ok(nullAtomCheck(zeroed, inputs).nullAtoms.includes(result.k - 1));
 });
+
+Deno.test("the paper analysis counts null fits and recomputes the slope difference without them", async () => {
+  const { FIXTURE_PAPER_PRESET, fixturePaperRecords } = await import("./_study_report_fixture.ts");
+  const { analyzePaperStudy, NULL_TOLERANCES } = await import("../training/study/analyze.ts");
+  const { logLogSlope } = await import("../training/study/stats.ts");
+  const t = trueAtoms("dense");
+  // Sigmoid over-specified fits: the truth with atom 0's expert off by 1/n, plus a
+  // zero-output expert (null); every other fit: the truth off by the same amount, plus
+  // (over-specified) a real third expert; none of those is null.
+  const expected = new Map<string, number>();
+  const records = fixturePaperRecords().map((r) => {
+    const c = r.result.config;
+    const s = spec(c.gate, c.expert, r.result.k);
+    const delta = r.spec.n ** -1 * (1 + 0.1 * r.spec.seed);
+    const moved = { ...t[0], a: [t[0].a[0] + delta, t[0].a[1]] };
+    const third: Atom = c.gate === "sigmoid" && c.fit === "over"
+      ? zeroExpert(0.5)
+      : { A: [1, 0, 1], b: [0, 0], c: 0, a: [0.5, -0.5], e: 0.3 };
+    const atoms = c.fit === "over" ? [moved, t[1], third] : [moved, t[1]];
+    if (c.gate === "sigmoid" && c.fit === "over") {
+      expected.set(
+        r.spec.id,
+        voronoiLoss(
+          spec(c.gate, c.expert, 2),
+          packAtoms(spec(c.gate, c.expert, 2), [moved, t[1]]),
+          packAtoms(spec(c.gate, c.expert, 2), t),
+        ).value,
+      );
+    }
+    return { ...r, result: { ...r.result, theta: Array.from(packAtoms(s, atoms)) } };
+  });
+  const a = analyzePaperStudy(FIXTURE_PAPER_PRESET, records);
+  for (const cell of a.cells) {
+    const over = cell.fit === "over";
+    const runs = cell.seeds.length * cell.ns.length;
+    for (const curve of cell.curves) {
+      const fits = curve.gate === "sigmoid" && over ? runs : 0;
+      assert.deepEqual(curve.nullFits!.map((q) => q.fits), NULL_TOLERANCES.map(() => fits));
+    }
+    assert.equal(cell.nullRemoved!.length, NULL_TOLERANCES.length);
+    for (const s of cell.nullRemoved!) {
+      // Softmax fits have no null atom: their slopes are the as-fitted ones.
+      assert.deepEqual(s.difference.slopesB, cell.difference!.slopesB);
+      if (!over) {
+        assert.deepEqual(s.difference.perSeed, cell.difference!.perSeed);
+        assert.equal(s.verdict, cell.verdict);
+        continue;
+      }
+      cell.seeds.forEach((seed, i) => {
+        const ys = cell.ns.map((n) => expected.get(`${cell.cell}-sigmoid-n${n}-s${seed}`)!);
+        const want = logLogSlope(cell.ns, ys).slope;
+        assert.ok(
+          Math.abs(s.difference.slopesA[i] - want) < 1e-9,
+          `${s.difference.slopesA[i]} ${want}`,
+        );
+        assert.ok(Math.abs(s.difference.slopesA[i] - cell.difference!.slopesA[i]) > 0.1);
+      });
+    }
+  }
+});
