@@ -266,6 +266,51 @@ export function unpackAtoms(spec: MoeSpec, theta: Float64Array): Atom[] {
   return out;
 }
 
+/** Every atom's gate g_i(x) and expert output h_i(x) on the inputs (row-major [n, k]). */
+export interface AtomValues {
+  gates: Float64Array;
+  experts: Float64Array;
+}
+
+/**
+ * The gate and the expert output of every atom at every input: f(x) is
+ * Σ_i gates[x, i] · experts[x, i] ({@linkcode evaluate}). For the softmax
+ * gate, gates[x, i] is atom i's share of the normalised gate.
+ */
+export function atomValues(spec: MoeSpec, theta: Float64Array, inputs: Inputs): AtomValues {
+  const { n, x } = inputs;
+  const d = spec.dim, k = spec.experts, G = gateSize(spec), S = atomSize(spec);
+  if (inputs.dim !== d) throw new RangeError(`inputs.dim must be ${d}, got ${inputs.dim}`);
+  if (theta.length !== k * S) {
+    throw new RangeError(`theta must have length ${k * S}, got ${theta.length}`);
+  }
+  const gates = new Float64Array(n * k), experts = new Float64Array(n * k);
+  const z = new Float64Array(G);
+  for (let i = 0; i < n; i++) {
+    const xi = x.subarray(i * d, i * d + d);
+    gateFeatures(spec, xi, z);
+    const row = gates.subarray(i * k, (i + 1) * k);
+    for (let j = 0; j < k; j++) {
+      const o = j * S;
+      let s = 0;
+      for (let t = 0; t < G; t++) s += theta[o + t] * z[t];
+      row[j] = s;
+      let u = theta[o + G + d];
+      for (let p = 0; p < d; p++) u += theta[o + G + p] * xi[p];
+      experts[i * k + j] = spec.expert === "linear" ? u : gelu(u);
+    }
+    if (spec.gate === "sigmoid") {
+      for (let j = 0; j < k; j++) row[j] = sigmoid(row[j]);
+    } else {
+      let smax = -Infinity, sum = 0;
+      for (let j = 0; j < k; j++) smax = Math.max(smax, row[j]);
+      for (let j = 0; j < k; j++) sum += row[j] = Math.exp(row[j] - smax);
+      for (let j = 0; j < k; j++) row[j] /= sum;
+    }
+  }
+  return { gates, experts };
+}
+
 /**
  * The true atoms (k* = 2, d = 2; our choice of values). Dense regime: both
  * experts' quadratic (and linear) gate terms are non-zero. Sparse regime:
