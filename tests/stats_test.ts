@@ -15,6 +15,7 @@ import {
   mean,
   meanCI,
   median,
+  minimalDetectableDifference,
   normalCdf,
   normalQuantile,
   pairedCI,
@@ -803,4 +804,31 @@ Deno.test("coverage: the censored median's order-statistic interval covers at it
   );
   // Discrete data make the interval conservative: at least its exact coverage 0.979.
   assert.ok(covered / trials >= minCoverage - 3.5 * Math.sqrt(0.02 * 0.98 / trials));
+});
+
+Deno.test("minimalDetectableDifference: its formula, and the power it promises, by simulation", () => {
+  const xs = [0.1, -0.3, 0.25, 0.4, -0.1, 0.05, 0.3, -0.2, 0.15, 0.0];
+  const sd = std(xs), m = xs.length;
+  const expected = (studentTQuantile(0.975, m - 1) + studentTQuantile(0.8, m - 1)) * sd /
+    Math.sqrt(m);
+  assertNear(minimalDetectableDifference(xs), expected, 1e-12);
+  // At a true difference equal to the MDE (σ known to the simulation), the t test
+  // at α = 0.05 over 10 normal values rejects in about 80% of the draws: the
+  // approximation is within a few points of the noncentral-t power.
+  const rng = new Rng(404);
+  const sigma = 1, reps = 4000;
+  const delta = (studentTQuantile(0.975, m - 1) + studentTQuantile(0.8, m - 1)) * sigma /
+    Math.sqrt(m);
+  let rejected = 0;
+  for (let r = 0; r < reps; r++) {
+    const sample = Array.from({ length: m }, () => delta + sigma * rng.normal());
+    if (tTestPValue(sample) <= 0.05) rejected++;
+  }
+  const power = rejected / reps;
+  assert.ok(power > 0.76 && power < 0.86, `simulated power ${power}`);
+  // A stricter level (Holm's first step over 4 tests) needs a larger difference.
+  assert.ok(minimalDetectableDifference(xs, 0.05 / 4) > minimalDetectableDifference(xs));
+  assert.throws(() => minimalDetectableDifference([1]), RangeError);
+  assert.throws(() => minimalDetectableDifference(xs, 0), RangeError);
+  assert.throws(() => minimalDetectableDifference(xs, 0.05, 1), RangeError);
 });

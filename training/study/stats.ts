@@ -919,6 +919,32 @@ export function tMeanCI(xs: readonly number[], level: number = DEFAULT_LEVEL): I
 }
 
 /**
+ * The smallest true mean difference that a two-sided one-sample t test at
+ * level `alpha` detects with probability `power`, for values as spread as
+ * `xs` (e.g. per-seed slope differences): (t_{1−α/2, m−1} + t_{power, m−1}) ·
+ * s/√m, with m values and s their standard deviation. The usual normal-shift
+ * approximation of the t test's power (the exact one uses the noncentral t);
+ * tests/stats_test.ts checks it by simulation. It says how large a difference
+ * "cannot tell" rules out: differences below it may well be there.
+ *
+ * @throws {RangeError} if there are fewer than 2 values, a value is not finite,
+ *   or alpha or power is not in (0, 1).
+ */
+export function minimalDetectableDifference(
+  xs: readonly number[],
+  alpha = 0.05,
+  power = 0.8,
+): number {
+  checkValues(xs);
+  if (xs.length < 2) throw new RangeError(`needs at least 2 values, got ${xs.length}`);
+  if (!(alpha > 0 && alpha < 1)) throw new RangeError(`alpha must be in (0, 1), got ${alpha}`);
+  if (!(power > 0 && power < 1)) throw new RangeError(`power must be in (0, 1), got ${power}`);
+  const df = xs.length - 1;
+  return (studentTQuantile(1 - alpha / 2, df) + studentTQuantile(power, df)) * std(xs) /
+    Math.sqrt(xs.length);
+}
+
+/**
  * Two-sided p-value of the one-sample t test of "the mean is 0":
  * t = x̄ / (s/√n), p = P(|T_{n−1}| ≥ |t|) = I_{ν/(ν+t²)}(ν/2, 1/2). With all
  * values equal, p is 1 if they are 0 and 0 otherwise.
