@@ -42,7 +42,9 @@ Both write study.json, study.md and study.html in the output folder.
                       paper (a bigger machine or --shard: roughly 50-100x the
                       work of paper-quick, estimated, not measured),
                       paper-quick-lownoise (paper-quick at noise 0.01: a
-                      sensitivity check); paper-tiny (seconds; tests);
+                      sensitivity check); paper-quick-bound20 (paper-quick
+                      with the parameter box [-20, 20]: a sensitivity
+                      check); paper-tiny (seconds; tests);
                       paper-attention (the
                       attention-native estimator study on the WebGPU kernels:
                       full batch, no weight decay or clipping, trained to a
@@ -99,7 +101,7 @@ export async function studyMain(args: string[]): Promise<number> {
     const name = values.preset as keyof typeof STUDY_PRESETS;
     if (!values.preset || (!paper && !Object.hasOwn(STUDY_PRESETS, name))) {
       throw new UsageError(
-        `--preset must be paper-quick, paper-quick-lownoise, paper, paper-tiny, paper-attention, quick, full or tiny, got ${
+        `--preset must be paper-quick, paper-quick-lownoise, paper-quick-bound20, paper, paper-tiny, paper-attention, quick, full or tiny, got ${
           JSON.stringify(values.preset)
         }`,
       );

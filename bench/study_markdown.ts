@@ -225,9 +225,76 @@ export function paperMarkdown(a: PaperAnalysis): string {
       : c.difference
       ? `(${c.difference.pValue.toPrecision(2)})`
       : "—",
+    c.mde !== undefined ? fixed(2)(c.mde) : "—",
     `${c.seeds.length}`,
     c.verdict,
   ]);
+  const matchedRows = cells.filter((c) => c.matched).map((c) => {
+    const m = c.matched!, d = m.difference;
+    const curve = (g: "sigmoid" | "softmax") => c.curves.find((k) => k.gate === g)!;
+    const sl = (g: "sigmoid" | "softmax") => ci(curve(g).matched!.slope, fixed(3));
+    const extra = (g: "sigmoid" | "softmax") => {
+      const e = curve(g).extraTerm;
+      return e ? ci(e.slope, fixed(2)) : "—";
+    };
+    return [
+      c.cell,
+      c.role,
+      sl("sigmoid"),
+      sl("softmax"),
+      ci({ ...d, low: d.lo, high: d.hi }, signed(fixed(3))),
+      m.holmP !== undefined ? m.holmP.toPrecision(2) : `(${d.pValue.toPrecision(2)})`,
+      fixed(2)(m.mde),
+      extra("sigmoid"),
+      extra("softmax"),
+      m.verdict,
+    ];
+  });
+  const matchedSection = matchedRows.length
+    ? [
+      "### A gate-neutral endpoint: the matched-atom error",
+      "",
+      "Each true atom is paired with a distinct fitted atom, by the pairing that makes the worst " +
+      "pair closest; the endpoint is that worst pair's parameter distance (gate terms without " +
+      "the constant, and the expert; softmax gates aligned by their common shift), with no gate " +
+      "weights or powers (training/moe/matched.ts; our definition, beside our reading of the " +
+      "papers' Voronoi loss). The extra term is the RMS over held-out inputs of what the " +
+      "unpaired atom adds to f̂: it falls when the extra atom fades and stays when it splits a " +
+      "true expert. Slopes as above; Holm across the primary cells for this endpoint on its own; " +
+      "MDE: the smallest slope difference the test detects with 80% power at the level of " +
+      "Holm's first step.",
+      "",
+      table(
+        [
+          "cell",
+          "role",
+          "sigmoid slope",
+          "softmax slope",
+          "difference (t)",
+          "Holm p",
+          "MDE",
+          "extra term slope, sigmoid",
+          "extra term slope, softmax",
+          "verdict",
+        ],
+        matchedRows,
+      ),
+      "",
+      "Geometric mean over seeds of the matched-atom error per n:",
+      "",
+      table(
+        ["cell", "gate", ...(cells.find((c) => c.matched)?.ns ?? []).map((n) => `n=${n}`)],
+        cells.filter((c) => c.matched).flatMap((c) =>
+          c.curves.map((k) => [
+            c.cell,
+            k.gate,
+            ...k.matched!.points.map((p) => sci(p.value.estimate)),
+          ])
+        ),
+      ),
+      "",
+    ]
+    : [];
   const feRows = cells.filter((c) => c.curves.length).map((c) => {
     const f = (g: "sigmoid" | "softmax") =>
       ci(c.curves.find((k) => k.gate === g)!.functionErrorSlope, fixed(3));
@@ -334,7 +401,10 @@ export function paperMarkdown(a: PaperAnalysis): string {
     "Difference = sigmoid − softmax, paired by seed (negative: sigmoid's loss falls faster), " +
     "with the t interval over seeds and the paired-seed BCa bootstrap. Holm p: adjusted across " +
     `the primary (over-specified) cells, family-wise α = ${a.alpha}; in parentheses the ` +
-    "unadjusted p of a control.",
+    "unadjusted p of a control. MDE: the smallest slope difference the test detects with 80% " +
+    "power at the level of Holm's first step (α divided by the number of primary cells; α for " +
+    'a control), given how the per-seed differences spread: a "cannot tell" rules out only ' +
+    "differences larger than it.",
     "",
     table(
       [
@@ -345,6 +415,7 @@ export function paperMarkdown(a: PaperAnalysis): string {
         "difference (t)",
         "difference (BCa)",
         "Holm p",
+        "MDE",
         "seeds",
         "verdict",
       ],
@@ -358,6 +429,7 @@ export function paperMarkdown(a: PaperAnalysis): string {
         : "")
     ),
     "",
+    ...matchedSection,
     "### Geometric mean of the Voronoi loss per n",
     "",
     table(["cell", "gate", ...ns.map((n) => `n=${n}`)], curveRows),

@@ -127,7 +127,7 @@ Deno.test("study rejects bad options with exit code 2", async () => {
     const [args, message] of [
       [
         ["--preset", "huge"],
-        /--preset must be paper-quick, paper-quick-lownoise, paper, paper-tiny, paper-attention,\s+quick, full or tiny/,
+        /--preset must be paper-quick, paper-quick-lownoise, paper-quick-bound20, paper, paper-tiny,\s+paper-attention, quick, full or tiny/,
       ],
       [["--preset", "paper-tiny", "--task", "nope"], /no cell "nope"/],
       [["--preset", "tiny", "--shard", "3/2"], /--shard must be i\/n/],

@@ -31,6 +31,7 @@ import { isPaperPreset, PAPER_PRESETS, STUDY_PRESETS } from "./grid.ts";
 import type { MoeRunRecord, RunRecord } from "./runner.ts";
 import { evaluate, type Inputs, packAtoms, sampleInputs, trueAtoms } from "../moe/model.ts";
 import { nullAtoms, voronoiLoss, withoutAtoms } from "../moe/voronoi.ts";
+import { extraTerm, matchedAtomError } from "../moe/matched.ts";
 import {
   type CensoredSamples,
   censoredSamplesToTarget,
@@ -39,6 +40,7 @@ import {
   type LocalSlope,
   localSlopes,
   logLogSlope,
+  minimalDetectableDifference,
   samplesToTarget,
   slopeCI,
   type SlopeDifference,
@@ -364,6 +366,34 @@ export interface PaperCurve {
    * of |g_i h_i| ≤ tolerance · max |f*|), and the null atoms over those runs.
    */
   nullFits?: { tolerance: number; fits: number; atoms: number }[];
+  /**
+   * The gate-neutral endpoint (training/moe/matched.ts): per n the geometric
+   * mean over seeds of the matched-atom error, with the t interval of the mean
+   * log, and the mean per-seed log-log slope with its t interval.
+   */
+  matched?: EndpointCurve;
+  /** Over-specified fits: the same for the RMS term of the unpaired atom(s). */
+  extraTerm?: EndpointCurve;
+}
+
+/** An endpoint's curve over n (geometric means) and its mean per-seed slope. */
+export interface EndpointCurve {
+  points: { n: number; value: Interval }[];
+  slope: Interval;
+}
+
+/** A slope difference with its test across the primary cells and its power. */
+export interface EndpointDifference {
+  difference: SlopeDifference;
+  /** Holm-adjusted p across the primary cells (primary cells only). */
+  holmP?: number;
+  /**
+   * The smallest slope difference the test detects with 80% power at the
+   * level of Holm's first step (α / primary cells; α for a control), for
+   * per-seed differences as spread as these ({@linkcode minimalDetectableDifference}).
+   */
+  mde: number;
+  verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs";
 }
 
 /** A paper-study cell. */
@@ -386,6 +416,14 @@ export interface PaperCellAnalysis {
   functionErrorDifference?: SlopeDifference;
   /** Holm-adjusted p-value of the slope difference across the study's primary cells. */
   holmP?: number;
+  /** The minimal detectable difference of the Voronoi-loss slopes (see {@linkcode EndpointDifference}). */
+  mde?: number;
+  /**
+   * The gate-neutral endpoint's slope difference, sigmoid − softmax, paired by
+   * seed: the matched-atom error (a second family of tests, Holm across the
+   * primary cells on its own).
+   */
+  matched?: EndpointDifference;
   /**
    * A sensitivity check, not the primary result: the slope difference with
    * each fit's null atoms removed before its Voronoi loss is computed (from
@@ -469,6 +507,40 @@ export function nullAtomCheck(
   return { nullAtoms: found, voronoi: voronoiLoss(reduced.spec, reduced.theta, truth).value };
 }
 
+/**
+ * A run's gate-neutral endpoints (training/moe/matched.ts): the matched-atom
+ * error of the kept fit and the RMS term of its unpaired atoms on `inputs`.
+ */
+export function matchedEndpoints(
+  record: MoeRunRecord,
+  inputs: Inputs,
+): { matched: number; extra: number } {
+  const c = record.result.config;
+  const base = { gate: c.gate, score: c.score, expert: c.expert, dim: 2 };
+  const atoms = trueAtoms(c.regime);
+  const truth = packAtoms({ ...base, experts: atoms.length }, atoms);
+  const spec = { ...base, experts: record.result.k };
+  const theta = Float64Array.from(record.result.theta);
+  const m = matchedAtomError(spec, theta, truth);
+  return { matched: m.value, extra: extraTerm(spec, theta, m.extra, inputs) };
+}
+
+/**
+ * The stated rule: a primary cell "holds" (Holm-adjusted p ≤ α, sigmoid's
+ * slope the steeper), "fails" (adjusted p ≤ α, softmax's) or "cannot tell";
+ * a control "ties" when the 95% interval of the difference holds 0, else "differs".
+ */
+function verdictOf(
+  role: "primary" | "control",
+  d: SlopeDifference,
+  holmP: number | undefined,
+): "holds" | "fails" | "cannot tell" | "ties" | "differs" {
+  if (role === "primary") {
+    return (holmP ?? 1) > ALPHA ? "cannot tell" : d.estimate < 0 ? "holds" : "fails";
+  }
+  return d.lo <= 0 && d.hi >= 0 ? "ties" : "differs";
+}
+
 function logInterval(values: number[]): Interval {
   const logs = values.map((v) => Math.log(Math.max(v, 1e-300)));
   const t = logs.length >= 2
@@ -517,6 +589,17 @@ export function analyzePaperStudy(
       let inputs = inputsBySize.get(size);
       if (!inputs) inputsBySize.set(size, inputs = paperTestInputs(size));
       checks.set(key, out = nullAtomCheck(r, inputs, tolerance));
+    }
+    return out;
+  };
+  const matchedChecks = new Map<string, { matched: number; extra: number }>();
+  const matchedCheck = (r: MoeRunRecord) => {
+    let out = matchedChecks.get(r.spec.id);
+    if (!out) {
+      const size = r.result.config.testSize ?? 2000;
+      let inputs = inputsBySize.get(size);
+      if (!inputs) inputsBySize.set(size, inputs = paperTestInputs(size));
+      matchedChecks.set(r.spec.id, out = matchedEndpoints(r, inputs));
     }
     return out;
   };
@@ -577,6 +660,10 @@ export function analyzePaperStudy(
       });
       const slopeOf = (rows: number[][]) =>
         tMeanCI(rows.map((row) => logLogSlope(cell.ns, row).slope), 0.95);
+      const endpoint = (rows: number[][]): EndpointCurve => ({
+        points: cell.ns.map((n, i) => ({ n, value: logInterval(rows.map((row) => row[i])) })),
+        slope: slopeOf(rows),
+      });
       const pooled = logLogSlope(
         seeds.flatMap(() => cell.ns),
         d.flat(),
@@ -602,6 +689,10 @@ export function analyzePaperStudy(
         atBound,
         multiDominated,
         nullFits,
+        matched: withTheta ? endpoint(table(gate, (r) => matchedCheck(r).matched)) : undefined,
+        extraTerm: withTheta && cell.fit === "over"
+          ? endpoint(table(gate, (r) => matchedCheck(r).extra))
+          : undefined,
       };
     });
     const options = { resamples: 4000, level: 0.95, seed: 2502 };
@@ -627,11 +718,22 @@ export function analyzePaperStudy(
       ),
       verdict: "cannot tell" as const,
     }));
+    const matched = !withTheta ? undefined : {
+      difference: slopeDifferenceCI(
+        cell.ns,
+        table("sigmoid", (r) => matchedCheck(r).matched),
+        table("softmax", (r) => matchedCheck(r).matched),
+        options,
+      ),
+      mde: NaN,
+      verdict: "cannot tell" as const,
+    };
     return {
       ...base,
       curves,
       difference,
       functionErrorDifference,
+      matched: matched as PaperCellAnalysis["matched"],
       nullRemoved: nullRemoved as PaperCellAnalysis["nullRemoved"],
       verdict: "cannot tell" as const,
       verdictText: "",
@@ -642,19 +744,26 @@ export function analyzePaperStudy(
   const adjusted = holmAdjust(primary.map((c) => c.difference!.pValue));
   primary.forEach((c, i) => (c.holmP = adjusted[i]));
   const primaryNull = cells.filter((c) => c.role === "primary" && c.nullRemoved);
+  const primaryMatched = cells.filter((c) => c.role === "primary" && c.matched);
+  holmAdjust(primaryMatched.map((c) => c.matched!.difference.pValue))
+    .forEach((p, i) => (primaryMatched[i].matched!.holmP = p));
+  // Power: at the level of Holm's first step for the primary cells, α for a control.
+  for (const c of cells) {
+    const level = c.role === "primary" ? ALPHA / Math.max(primary.length, 1) : ALPHA;
+    if (c.difference) c.mde = minimalDetectableDifference(c.difference.perSeed, level);
+    if (c.matched) {
+      const m = c.matched;
+      const levelM = c.role === "primary" ? ALPHA / Math.max(primaryMatched.length, 1) : ALPHA;
+      m.mde = minimalDetectableDifference(m.difference.perSeed, levelM);
+      m.verdict = verdictOf(c.role, m.difference, m.holmP);
+    }
+  }
   NULL_TOLERANCES.forEach((_, t) => {
     const adjustedNull = holmAdjust(primaryNull.map((c) => c.nullRemoved![t].difference.pValue));
     primaryNull.forEach((c, i) => (c.nullRemoved![t].holmP = adjustedNull[i]));
   });
   for (const c of cells) {
-    for (const s of c.nullRemoved ?? []) {
-      const d = s.difference;
-      s.verdict = c.role === "primary"
-        ? (s.holmP ?? 1) > ALPHA ? "cannot tell" : d.estimate < 0 ? "holds" : "fails"
-        : d.lo <= 0 && d.hi >= 0
-        ? "ties"
-        : "differs";
-    }
+    for (const s of c.nullRemoved ?? []) s.verdict = verdictOf(c.role, s.difference, s.holmP);
   }
   for (const c of cells) {
     if (!c.difference) continue;
