@@ -197,3 +197,59 @@ Deno.test("the paper analysis: the matched error's slopes, difference, Holm p, M
     }
   }
 });
+
+Deno.test("the positive control: a planted noise decay is fitted, analysed and detected, in either direction", async () => {
+  const { paperGrid, cellNoise } = await import("../training/study/grid.ts");
+  const { analyzePaperStudy } = await import("../training/study/analyze.ts");
+  const { runMoe } = await import("../training/moe/run.ts");
+  const ns = [40, 160, 640];
+  const planted = (gate: "sigmoid" | "softmax") => ({
+    name: `planted-${gate}`,
+    fit: "exact" as const,
+    regime: "dense" as const,
+    expert: "linear" as const,
+    score: "partially" as const,
+    ns,
+    role: "planted" as const,
+    planted: { gate, exponent: 0.5 },
+  });
+  const preset = {
+    name: "planted-test",
+    seeds: [1, 2, 3, 4],
+    noise: 0.05,
+    randomStarts: 0,
+    stopping: { maxIterations: 200 },
+    testSize: 300,
+    cells: [planted("sigmoid"), planted("softmax")],
+  };
+  const grid = paperGrid(preset);
+  for (const spec of grid) {
+    const cell = preset.cells.find((c) => c.name === spec.cell)!;
+    const want = spec.attention === cell.planted.gate ? 0.05 * (spec.n / 40) ** -0.5 : 0.05;
+    assert.ok(Math.abs(spec.moe.noise! - want) < 1e-15);
+    assert.equal(cellNoise(cell, 0.05, spec.attention, spec.n), spec.moe.noise);
+  }
+  const records = grid.map((spec) => ({ spec, result: runMoe(spec.moe) }));
+  const a = analyzePaperStudy(preset, records);
+  // The same fits with nothing planted: the gates' own difference at these n and seeds.
+  const none = {
+    ...preset,
+    cells: preset.cells.map((c) => ({ ...c, planted: { ...c.planted, exponent: 0 } })),
+  };
+  const flat = analyzePaperStudy(
+    none,
+    paperGrid(none).map((spec) => ({ spec, result: runMoe(spec.moe) })),
+  );
+  a.cells.forEach((cell, i) => {
+    const sign = cell.planted!.gate === "sigmoid" ? -1 : 1;
+    assert.equal(cell.verdict, "detected", cell.verdictText);
+    assert.equal(cell.matched!.verdict, "detected");
+    assert.equal(cell.holmP, undefined);
+    // What planting moved: the slope difference by the planted ∓1/2 (fits at these small n
+    // are not yet exactly parametric, hence the tolerance).
+    const moved = cell.matched!.difference.estimate - flat.cells[i].matched!.difference.estimate;
+    assert.ok(Math.abs(moved - sign * 0.5) < 0.2, `${cell.cell}: moved by ${moved}`);
+    // Unplanted, the verdict is not "detected": it comes from the data, not the role.
+    assert.equal(flat.cells[i].verdict, "missed", flat.cells[i].verdictText);
+  });
+});

@@ -393,8 +393,15 @@ export interface EndpointDifference {
    * per-seed differences as spread as these ({@linkcode minimalDetectableDifference}).
    */
   mde: number;
-  verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs";
+  verdict: Verdict;
 }
+
+/**
+ * A cell's verdict: a primary cell's "holds", "fails" or "cannot tell"; a
+ * null control's "ties" or "differs"; a positive control's "detected" or
+ * "missed" ({@linkcode verdictOf} states the rule).
+ */
+export type Verdict = "holds" | "fails" | "cannot tell" | "ties" | "differs" | "detected" | "missed";
 
 /** A paper-study cell. */
 export interface PaperCellAnalysis {
@@ -403,7 +410,9 @@ export interface PaperCellAnalysis {
   regime: string;
   expert: string;
   score: string;
-  role: "primary" | "control";
+  role: "primary" | "control" | "planted";
+  /** The planted difference of a positive-control cell (training/study/grid.ts PaperCell.planted). */
+  planted?: { gate: "sigmoid" | "softmax"; exponent: number };
   ns: number[];
   /** Seeds with every run of both gates finished (the ones analysed). */
   seeds: number[];
@@ -435,10 +444,10 @@ export interface PaperCellAnalysis {
     tolerance: number;
     difference: SlopeDifference;
     holmP?: number;
-    verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs";
+    verdict: Verdict;
   }[];
   /** "holds", "fails" or "cannot tell" (primary); "ties" or "differs" (control). */
-  verdict: "holds" | "fails" | "cannot tell" | "ties" | "differs" | "no data";
+  verdict: Verdict | "no data";
   /** The verdict in a sentence. */
   verdictText: string;
 }
@@ -528,15 +537,22 @@ export function matchedEndpoints(
 /**
  * The stated rule: a primary cell "holds" (Holm-adjusted p ≤ α, sigmoid's
  * slope the steeper), "fails" (adjusted p ≤ α, softmax's) or "cannot tell";
- * a control "ties" when the 95% interval of the difference holds 0, else "differs".
+ * a null control "ties" when the 95% interval of the difference holds 0, else
+ * "differs"; a positive control is "detected" when the 95% interval lies
+ * wholly on the planted side of 0 (below it when sigmoid's noise shrinks),
+ * else "missed".
  */
 function verdictOf(
-  role: "primary" | "control",
+  cell: Pick<PaperCellAnalysis, "role" | "planted">,
   d: SlopeDifference,
   holmP: number | undefined,
-): "holds" | "fails" | "cannot tell" | "ties" | "differs" {
-  if (role === "primary") {
+): Verdict {
+  if (cell.role === "primary") {
     return (holmP ?? 1) > ALPHA ? "cannot tell" : d.estimate < 0 ? "holds" : "fails";
+  }
+  if (cell.role === "planted") {
+    const below = cell.planted!.gate === "sigmoid";
+    return (below ? d.hi < 0 : d.lo > 0) ? "detected" : "missed";
   }
   return d.lo <= 0 && d.hi >= 0 ? "ties" : "differs";
 }
@@ -617,6 +633,7 @@ export function analyzePaperStudy(
       expert: cell.expert,
       score: cell.score,
       role: cell.role,
+      planted: cell.planted,
       ns: cell.ns,
       seeds,
       incompleteSeeds,
@@ -755,7 +772,7 @@ export function analyzePaperStudy(
       const m = c.matched;
       const levelM = c.role === "primary" ? ALPHA / Math.max(primaryMatched.length, 1) : ALPHA;
       m.mde = minimalDetectableDifference(m.difference.perSeed, levelM);
-      m.verdict = verdictOf(c.role, m.difference, m.holmP);
+      m.verdict = verdictOf(c, m.difference, m.holmP);
     }
   }
   NULL_TOLERANCES.forEach((_, t) => {
@@ -763,7 +780,7 @@ export function analyzePaperStudy(
     primaryNull.forEach((c, i) => (c.nullRemoved![t].holmP = adjustedNull[i]));
   });
   for (const c of cells) {
-    for (const s of c.nullRemoved ?? []) s.verdict = verdictOf(c.role, s.difference, s.holmP);
+    for (const s of c.nullRemoved ?? []) s.verdict = verdictOf(c, s.difference, s.holmP);
   }
   for (const c of cells) {
     if (!c.difference) continue;
@@ -785,6 +802,17 @@ export function analyzePaperStudy(
         : `this experiment cannot tell the gates apart here (${text}, Holm p = ${
           c.holmP!.toPrecision(2)
         })`;
+    } else if (c.role === "planted") {
+      c.verdict = verdictOf(c, d, undefined);
+      const p = c.planted!;
+      const expected = (p.gate === "sigmoid" ? -1 : 1) * p.exponent;
+      const covers = d.lo <= expected && expected <= d.hi;
+      c.verdictText = `positive control (${p.gate}'s noise shrinks as (n/n₀)^−${p.exponent}, ` +
+        `so its slope must be steeper by ${p.exponent}): ${
+          c.verdict === "detected" ? "detected" : "missed"
+        } (${text}; the planted ${expected >= 0 ? "+" : ""}${expected} is ${
+          covers ? "inside" : "outside"
+        } the interval)`;
     } else {
       const covers = d.lo <= 0 && d.hi >= 0;
       c.verdict = covers ? "ties" : "differs";

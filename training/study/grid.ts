@@ -329,10 +329,21 @@ export interface PaperCell {
   ns: number[];
   /**
    * "primary": a test of the claim (sigmoid's Voronoi loss falls faster);
-   * "control": the positive control, where both gates' rates are parametric
-   * (exact-specified, identifiable: n^-1/2) and the slopes must tie.
+   * "control": the null control, where both gates' rates are parametric
+   * (exact-specified, identifiable: n^-1/2) and the slopes must tie;
+   * "planted": the positive control, an exact-specified cell in which one
+   * gate's noise shrinks with n ({@linkcode PaperCell.planted}), so that its
+   * slopes are steeper by a known amount and the study must detect it.
    */
-  role: "primary" | "control";
+  role: "primary" | "control" | "planted";
+  /**
+   * A planted difference (role "planted"): the runs of `gate` have noise
+   * σ · (n / n₀)^−exponent instead of σ (n₀ the cell's smallest n). The
+   * least-squares parameter error of an exact-specified fit is ∝ σ n^−1/2, so
+   * its slope against n moves by −exponent for that gate (the function error's,
+   * a squared error, by −2 · exponent).
+   */
+  planted?: { gate: "sigmoid" | "softmax"; exponent: number };
 }
 
 /** A paper-study preset. */
@@ -391,6 +402,22 @@ function paperCell(
   };
 }
 
+/** A positive-control cell: exact, dense, linear, partially quadratic, with `gate`'s noise shrinking. */
+function plantedCell(gate: "sigmoid" | "softmax", exponent: number, ns: number[]): PaperCell {
+  return {
+    ...paperCell("exact", "dense", "linear", "partially", ns),
+    name: `planted-${gate}-exact-dense-linear-partially`,
+    role: "planted",
+    planted: { gate, exponent },
+  };
+}
+
+/** The noise of a run of `cell` at size n with `gate` (the preset's, unless a difference is planted). */
+export function cellNoise(cell: PaperCell, noise: number, gate: string, n: number): number {
+  if (!cell.planted || cell.planted.gate !== gate) return noise;
+  return noise * (n / Math.min(...cell.ns)) ** -cell.planted.exponent;
+}
+
 /** paper-quick's n: 8 values from 40 to 6400 (2.2 decades), evenly spaced in log n. */
 const QUICK_NS = logSpaced(40, 6400, 8);
 
@@ -413,7 +440,10 @@ const QUICK_CELLS: PaperCell[] = [
  *   regime, GELU experts in the dense regime — and with the fully quadratic
  *   score `xᵀAx + bᵀx + c` and linear experts in the dense regime, plus the
  *   exact-specified control with both expert types; 8 n from 40 to 6400
- *   (2.2 decades), 10 seeds, the truth-split start and 2 random ones.
+ *   (2.2 decades), 10 seeds, the truth-split start and 2 random ones; and
+ *   two positive-control cells, the exact-specified linear cell with one
+ *   gate's noise shrinking as (n/40)^−1/2 (sigmoid in one, softmax in the
+ *   other), where the study must find that gate's slopes steeper by 1/2.
  * - `paper` (a bigger machine, or `--shard`s; by the scaling of the fits, not
  *   measured: roughly 50–100× paper-quick's work, many CPU-hours):
  *   every combination of fit (over, exact) × regime (dense, sparse) × expert
@@ -451,7 +481,11 @@ export const PAPER_PRESETS: Record<
     randomStarts: 2,
     stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
     testSize: 2000,
-    cells: QUICK_CELLS,
+    cells: [
+      ...QUICK_CELLS,
+      plantedCell("sigmoid", 0.5, QUICK_NS),
+      plantedCell("softmax", 0.5, QUICK_NS),
+    ],
   },
   "paper-quick-lownoise": {
     name: "paper-quick-lownoise",
@@ -527,7 +561,7 @@ export function paperGrid(preset: PaperPreset, cells?: string[]): MoeRunSpec[] {
               fit: cell.fit,
               n,
               seed,
-              noise: preset.noise,
+              noise: cellNoise(cell, preset.noise, gate, n),
               randomStarts: preset.randomStarts,
               testSize: preset.testSize,
               stopping: preset.stopping,
