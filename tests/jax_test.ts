@@ -96,6 +96,12 @@ Deno.test({
       assert.ok(t.msMin <= t.msMedian && t.msMedian <= t.msMax);
       assert.equal(t.flops, 4 * 2 * 32 * 32 * 16 * 0.5 * (pass === "backward" ? 2.5 : 1));
       assert.ok(t.gflops > 0 && Number.isFinite(t.gflops));
+      assert.equal(t.clock, "wall");
+      assert.equal(t.device, "jax");
+      assert.equal(
+        t.ran,
+        `jit(composed ops)${pass === "backward" ? " under jit(grad)" : ""}; jax-js's own device`,
+      );
     }
     const m = await timeJaxMatmul(handle, 64, { warmup: 1, reps: 3 });
     assert.equal(m.flops, 2 * 64 ** 3);

@@ -144,9 +144,13 @@ Deno.test({
     assert.equal(t.clock, "wall");
     assert.equal(t.flops, 4 * 2 * 32 * 32 * 16 * 0.5);
     assert.ok(t.gflops > 0 && Number.isFinite(t.gflops));
-    assert.equal(t.method, "MultiHeadAttention");
     assert.equal(t.device, "ort");
-    assert.match(t.kernel, /^FlashAttention/);
+    // What ran: the operator, the kernel its programs amount to, the device.
+    assert.match(
+      t.ran,
+      /^MultiHeadAttention; FlashAttention \(fused; programs: [^)]*\); ORT's own device$/,
+    );
+    assert.ok(t.programs!.some((p) => p.startsWith("FlashAttention")), t.programs!.join(", "));
     await assert.rejects(
       () =>
         OrtAttention.create(handle, shape, { activation: "softmax" }, {

@@ -28,6 +28,7 @@ import { parseArgs } from "node:util";
 import { type AttentionWorkload, attentionWorkload } from "../../kernels/attention_timing.ts";
 import { measureSubmit, summarize } from "../../kernels/device.ts";
 import type { AttentionShape } from "../../kernels/attention_options.ts";
+import { loadPeers, PEER_NAMES, peerCase } from "./peers.ts";
 
 /** One thing timed: a label, a call that returns its wall ms, and a cleanup. */
 interface Variant {
@@ -100,17 +101,13 @@ async function main(args: string[]): Promise<void> {
   };
   const reps = Math.max(5, positive("reps", values.reps, 5));
   const warmup = values.warmup === "0" ? 0 : positive("warmup", values.warmup, 1);
-  const peers = list("peers", values.peers, ["ort", "jax"]);
+  const peers = list("peers", values.peers, [...PEER_NAMES]);
   const passes = list("passes", values.passes, ["forward", "backward"]);
   const log = (s: string) => console.error(s);
 
   const variants: Variant[] = [];
-  const ortMod = peers.includes("ort") ? await import("./ort.ts") : undefined;
-  const jaxMod = peers.includes("jax") ? await import("./jax.ts") : undefined;
-  const ort = ortMod ? await ortMod.loadOrt() : undefined;
-  const jax = jaxMod ? await jaxMod.loadJax() : undefined;
-  if (ort && "error" in ort) log(`ort: not available: ${ort.error}`);
-  if (jax && "error" in jax) log(`jax: not available: ${jax.error}`);
+  const loaded = await loadPeers(peers);
+  for (const [peer, why] of loaded.skipped) log(`${peer}: not available: ${why}`);
 
   for (const pass of passes) {
     for (const activation of ["softmax", "sigmoid"] as const) {
@@ -133,30 +130,16 @@ async function main(args: string[]): Promise<void> {
           run: async () => (await measureSubmit(work.plan.device, encode)).wallMs,
           free: () => work.destroy(),
         });
-        if (pass === "forward" && ortMod && ort && !("error" in ort)) {
-          const attn = await ortMod.OrtAttention.create(ort, shape, { activation, causal });
-          const programs = await attn.programs();
+        for (const peer of peers) {
+          const c = await peerCase(loaded, peer, shape, base);
+          if (!c) continue;
           variants.push({
             ...base,
-            side: "ort",
+            side: peer,
             samples: [],
-            note: `${attn.method}; ${ortMod.ortKernel(programs)}; ${
-              attn.device === ort.device ? "sigmax's device" : "ORT's own device"
-            }`,
-            run: () => attn.run(),
-            free: () => attn.release(),
-          });
-        }
-        if (jaxMod && jax && !("error" in jax)) {
-          const w = jaxMod.JaxAttention.create(jax, shape, { activation, causal });
-          variants.push({
-            ...base,
-            side: "jax",
-            samples: [],
-            note: (activation === "softmax" ? "jit(nn.dotProductAttention)" : "jit(composed ops)") +
-              (pass === "backward" ? " under jit(grad)" : "") + "; jax-js's own device",
-            run: () => pass === "forward" ? w.forward() : w.backward(),
-            free: () => w.dispose(),
+            note: c.ran,
+            run: c.run,
+            free: c.free,
           });
         }
       }

@@ -31,6 +31,7 @@ import type * as JaxTypes from "npm:@jax-js/jax@0.1.25";
 import type { AttentionShape } from "../../kernels/attention_options.ts";
 import { seededInputs } from "../../kernels/attention_timing.ts";
 import { transposeHeads } from "./ort.ts";
+import { attentionPassFlops, timeWall, type WallTiming } from "./timing.ts";
 
 /** `x` as the `Float32Array<ArrayBuffer>` that `numpy.array` takes (sigmax's arrays own their buffers). */
 const f32 = (x: Float32Array) => x as Float32Array<ArrayBuffer>;
@@ -280,48 +281,13 @@ export class JaxAttention {
   }
 }
 
-/** A wall-clock timing of a jax-js call. */
-export interface JaxTiming {
-  /** Median time of one call, ms. */
-  msMedian: number;
-  /** Fastest call, ms. */
-  msMin: number;
-  /** Slowest call, ms. */
-  msMax: number;
-  /** Every timed call, ms. */
-  samples: number[];
-  /** Always the wall clock. */
-  clock: "wall";
-  /** FLOPs credited to one call. */
-  flops: number;
-  /** `flops / msMedian`, in GFLOP/s. */
-  gflops: number;
-  /** Always jax-js's own device. */
-  device: "jax";
-}
-
-async function _time(
-  call: () => Promise<number>,
-  flops: number,
-  warmup: number,
-  reps: number,
-): Promise<JaxTiming> {
-  for (let i = 0; i < Math.max(0, warmup); i++) await call();
-  const samples: number[] = [];
-  for (let i = 0; i < Math.max(1, reps); i++) samples.push(await call());
-  const sorted = [...samples].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const msMedian = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return {
-    msMedian,
-    msMin: sorted[0],
-    msMax: sorted[sorted.length - 1],
-    samples,
-    clock: "wall",
-    flops,
-    gflops: flops / msMedian / 1e6,
-    device: "jax",
-  };
+/**
+ * What the jax-js peer runs for `options` and `pass`, in words, for reports:
+ * e.g. `jit(nn.dotProductAttention) under jit(grad); jax-js's own device`.
+ */
+export function jaxRan(options: JaxAttentionOptions, pass: "forward" | "backward"): string {
+  return (options.activation === "softmax" ? "jit(nn.dotProductAttention)" : "jit(composed ops)") +
+    (pass === "backward" ? " under jit(grad)" : "") + "; jax-js's own device";
 }
 
 /** Options of {@linkcode timeJaxAttention}. */
@@ -343,14 +309,17 @@ export async function timeJaxAttention(
   handle: JaxHandle,
   shape: AttentionShape,
   options: JaxAttentionTimingOptions,
-): Promise<JaxTiming> {
+): Promise<WallTiming> {
   const work = JaxAttention.create(handle, shape, options);
   try {
-    const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
-    const flops = 4 * B * H * S * S * D * (options.causal ? 0.5 : 1) *
-      (options.pass === "backward" ? 2.5 : 1);
     const call = options.pass === "backward" ? () => work.backward() : () => work.forward();
-    return await _time(call, flops, options.warmup ?? 1, options.reps ?? 5);
+    return await timeWall(call, {
+      flops: attentionPassFlops(shape, !!options.causal, options.pass),
+      warmup: options.warmup,
+      reps: options.reps,
+      device: "jax",
+      ran: jaxRan(options, options.pass),
+    });
   } finally {
     work.dispose();
   }
@@ -361,7 +330,7 @@ export async function timeJaxMatmul(
   handle: JaxHandle,
   n: number,
   options: { warmup?: number; reps?: number } = {},
-): Promise<JaxTiming> {
+): Promise<WallTiming> {
   if (!Number.isInteger(n) || n < 1) {
     throw new RangeError(`n: expected a positive integer, got ${n}`);
   }
@@ -371,7 +340,7 @@ export async function timeJaxMatmul(
   const b = np.array(f32(seededInputs(n * n, 2))).reshape([n, n]);
   const mm = jax.jit((x: JaxArray, y: JaxArray) => np.matmul(x, y));
   try {
-    return await _time(
+    return await timeWall(
       async () => {
         const t0 = performance.now();
         const c = mm(a.ref, b.ref);
@@ -380,9 +349,13 @@ export async function timeJaxMatmul(
         c.dispose();
         return ms;
       },
-      2 * n ** 3,
-      options.warmup ?? 1,
-      options.reps ?? 5,
+      {
+        flops: 2 * n ** 3,
+        warmup: options.warmup,
+        reps: options.reps,
+        device: "jax",
+        ran: "jit(numpy.matmul); jax-js's own device",
+      },
     );
   } finally {
     a.dispose();

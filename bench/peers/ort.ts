@@ -61,6 +61,7 @@ import type * as OrtTypes from "npm:onnxruntime-web@1.30.0/webgpu";
 import { getDevice } from "../../kernels/device.ts";
 import type { AttentionShape } from "../../kernels/attention_options.ts";
 import { seededInputs } from "../../kernels/attention_timing.ts";
+import { attentionPassFlops, timeWall, type WallTiming } from "./timing.ts";
 
 /** The `onnxruntime-web/webgpu` namespace. */
 export type Ort = typeof OrtTypes;
@@ -552,6 +553,19 @@ export class OrtAttention {
     return seen;
   }
 
+  /**
+   * What one run ran, in words, for reports: the operator (or the unfused
+   * composition), the kernel its programs amount to ({@linkcode ortKernel})
+   * and the device, e.g. `MultiHeadAttention; FlashAttention (fused;
+   * programs: CopyKVCache, FlashAttention); ORT's own device`; with the
+   * programs.
+   */
+  async describe(): Promise<{ ran: string; programs: string[] }> {
+    const programs = await this.programs();
+    const device = this.device === this.handle.device ? "sigmax's device" : "ORT's own device";
+    return { ran: `${this.method}; ${ortKernel(programs)}; ${device}`, programs };
+  }
+
   /** Runs once and reads the output back, in sigmax's `[B,H,S,D]` layout. */
   async output(): Promise<Float32Array> {
     const results = await this.session.run(this.feeds);
@@ -587,68 +601,30 @@ export interface OrtAttentionTimingOptions extends OrtAttentionOptions {
   reps?: number;
 }
 
-/** Result of {@linkcode timeOrtAttention}. */
-export interface OrtAttentionTiming {
-  /** Median time of one call, ms. */
-  msMedian: number;
-  /** Fastest call, ms. */
-  msMin: number;
-  /** Slowest call, ms. */
-  msMax: number;
-  /** Every timed call, ms. */
-  samples: number[];
-  /** Always the wall clock: `session.run` → `onSubmittedWorkDone()`. */
-  clock: "wall";
-  /** FLOPs credited to one call: `4·B·H·S²·D`, halved for causal. */
-  flops: number;
-  /** `flops / msMedian`, in GFLOP/s. */
-  gflops: number;
-  /** ORT's operator, or the unfused composition (sigmoid). */
-  method: OrtMethod;
-  /** `"shared"`: sigmax's GPUDevice; `"ort"`: a device ORT requested itself on the same adapter. */
-  device: "shared" | "ort";
-  /** The programs one call dispatched (see {@linkcode OrtAttention.programs}). */
-  programs: string[];
-  /** {@linkcode ortKernel} of those programs. */
-  kernel: string;
-}
-
 /**
  * Times ORT forward attention on `[B,H,S,D]` (sigmax's `seededInputs`):
- * `warmup` untimed calls, one call that records the programs dispatched,
- * then `reps` timed calls (see {@linkcode OrtAttention.run}).
+ * `warmup` untimed calls, one call that records the programs dispatched
+ * (see {@linkcode OrtAttention.describe}), then `reps` timed calls (see
+ * {@linkcode OrtAttention.run}). FLOPs: `4·B·H·S²·D`, halved for causal.
  */
 export async function timeOrtAttention(
   handle: OrtHandle,
   shape: AttentionShape,
   options: OrtAttentionTimingOptions,
-): Promise<OrtAttentionTiming> {
+): Promise<WallTiming> {
   const attn = await OrtAttention.create(handle, shape, options);
   try {
     const warmup = Math.max(0, options.warmup ?? 1);
-    const reps = Math.max(1, options.reps ?? 5);
     for (let i = 0; i < warmup; i++) await attn.run();
-    const programs = await attn.programs();
-    const samples: number[] = [];
-    for (let i = 0; i < reps; i++) samples.push(await attn.run());
-    const sorted = [...samples].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    const msMedian = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-    const { batch: B, heads: H, seqLen: S, headDim: D } = shape;
-    const flops = 4 * B * H * S * S * D * (options.causal ? 0.5 : 1);
-    return {
-      msMedian,
-      msMin: sorted[0],
-      msMax: sorted[sorted.length - 1],
-      samples,
-      clock: "wall",
-      flops,
-      gflops: flops / msMedian / 1e6,
-      method: attn.method,
+    const { ran, programs } = await attn.describe();
+    return await timeWall(() => attn.run(), {
+      flops: attentionPassFlops(shape, !!options.causal, "forward"),
+      warmup: 0,
+      reps: options.reps,
       device: attn.device === handle.device ? "shared" : "ort",
+      ran,
       programs,
-      kernel: ortKernel(programs),
-    };
+    });
   } finally {
     await attn.release();
   }
@@ -684,10 +660,7 @@ async function _main(args: string[]): Promise<void> {
       console.log(
         `forward B=1 H=4 S=${seqLen} D=64 ${activation}${causal ? " causal" : ""}: ` +
           `${t.msMedian.toFixed(1)} ms [${t.msMin.toFixed(1)}–${t.msMax.toFixed(1)}] ` +
-          `${t.gflops.toFixed(2)} GFLOP/s; ${t.method} on ${
-            t.device === "shared" ? "sigmax's" : "ORT's own"
-          } device; ` +
-          `kernel ${t.kernel}`,
+          `${t.gflops.toFixed(2)} GFLOP/s; ${t.ran}`,
       );
     }
   }

@@ -401,7 +401,14 @@ export interface EndpointDifference {
  * null control's "ties" or "differs"; a positive control's "detected" or
  * "missed" ({@linkcode verdictOf} states the rule).
  */
-export type Verdict = "holds" | "fails" | "cannot tell" | "ties" | "differs" | "detected" | "missed";
+export type Verdict =
+  | "holds"
+  | "fails"
+  | "cannot tell"
+  | "ties"
+  | "differs"
+  | "detected"
+  | "missed";
 
 /** A paper-study cell. */
 export interface PaperCellAnalysis {
