@@ -3,7 +3,9 @@
  * forward pass that writes out and lse runs once, untimed): per shape group,
  * fused softmax (the baseline) against fused sigmoid, unfused softmax and
  * unfused sigmoid, TF.js (tf.grads of its attention, which reruns the forward
- * pass; wall clock), and f16 against f32 where the adapter has `shader-f16`.
+ * pass; wall clock), jax-js (jit(grad), which runs the forward pass too; wall
+ * clock; ONNX Runtime Web has no backward, and the summary says so), and f16
+ * against f32 where the adapter has `shader-f16`.
  * The summary printed when the run ends gives GFLOP/s (FlashAttention's
  * convention: backward = 2.5 × the forward's `4·B·H·S²·D`) from GPU
  * timestamps and the measured speed ratios beside the operation-count
@@ -16,8 +18,10 @@ import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import {
   benchAdapter,
   benchKernelGroups,
+  benchPeerGroups,
   benchTfjsGroups,
   kernelSummary,
+  peerSummary,
   type ShapeGroup,
   summaryFooter,
   tfjsSummary,
@@ -43,6 +47,7 @@ const GROUPS: ShapeGroup[] = [
 ];
 const kernels = benchKernelGroups("backward", GROUPS);
 const tfjs = await benchTfjsGroups("backward", GROUPS);
+const peers = await benchPeerGroups("backward", GROUPS);
 const precision = adapter.shaderF16 ? benchPrecision("backward") : undefined;
 
 globalThis.addEventListener("unload", () => {
@@ -50,6 +55,7 @@ globalThis.addEventListener("unload", () => {
     "",
     ...kernelSummary("backward", kernels, tiles, adapter.costs),
     ...tfjsSummary("backward", kernels, tfjs),
+    ...peerSummary("backward", kernels, peers),
   ];
   if (precision) lines.push(...precisionSummary("backward", precision));
   lines.push(...summaryFooter(adapter));

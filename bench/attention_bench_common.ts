@@ -26,6 +26,7 @@ import {
   predictedSpeedup,
   SOFTWARE_COSTS,
 } from "./op_model.ts";
+import { loadPeers, PEER_NAMES, type PeerCase, peerCase, type PeerName } from "./peers/peers.ts";
 
 /** The adapter the benches run on, and the model's cost table for it. */
 export interface BenchAdapter {
@@ -158,14 +159,32 @@ export function tfjsSummary(
   tfjs: { byGroup: Map<ShapeGroup, TfjsSamples>; error?: string },
 ): string[] {
   if (tfjs.error) return [`tfjs: not run (${tfjs.error})`];
-  const lines = [
+  return wallSummary(
+    "tfjs",
     `${pass} against TF.js (wall clock, submit → result; TF.js Kᵀ transposed explicitly):`,
-    `${
-      "group".padEnd(36)
-    }  tfjs softmax       tfjs sigmoid     fused/tfjs softmax  fused/tfjs sigmoid`,
+    pass,
+    kernels,
+    tfjs.byGroup,
+  );
+}
+
+/** GFLOP/s and fused/peer per group, on the wall clock, for one peer's samples. */
+function wallSummary(
+  name: string,
+  heading: string,
+  pass: AttentionPass,
+  kernels: Map<ShapeGroup, Map<ModelledKernel, Samples>>,
+  byGroup: Map<ShapeGroup, TfjsSamples>,
+): string[] {
+  const lines = [
+    heading,
+    `${"group".padEnd(36)}  ${`${name} softmax`.padStart(17)}  ${
+      `${name} sigmoid`.padStart(17)
+    }  ` +
+    `${`fused/${name} softmax`.padStart(18)}  ${`fused/${name} sigmoid`.padStart(18)}`,
   ];
   const wall = (s: Samples) => summarize(s.wallMs.slice(1)).msMedian;
-  for (const [g, byActivation] of tfjs.byGroup) {
+  for (const [g, byActivation] of byGroup) {
     const fused = kernels.get(g);
     const soft = byActivation.get("softmax")!;
     const sig = byActivation.get("sigmoid")!;
@@ -179,6 +198,94 @@ export function tfjsSummary(
       `${groupName(pass, g).padEnd(36)} ${gflops(soft)}  ${gflops(sig)}  ` +
         `${ratio("fused softmax", soft).padStart(18)}  ${ratio("fused sigmoid", sig).padStart(18)}`,
     );
+  }
+  return lines;
+}
+
+/** The peers' benches: per peer, its samples by group and activation, and what it ran. */
+export interface PeerBenches {
+  byPeer: Map<PeerName, Map<ShapeGroup, TfjsSamples>>;
+  /** Peer → what it ran in each bench, e.g. ORT's kernel (one line per distinct description). */
+  ran: Map<PeerName, Set<string>>;
+  /** Peer → why it did not run (it failed to load, or has no such pass). */
+  skipped: Map<PeerName, string>;
+}
+
+/**
+ * Registers ONNX Runtime Web (forward only: it has no backward) and jax-js
+ * softmax and sigmoid attention in each group, through the cases of
+ * bench/peers/peers.ts (each on its own device, inputs resident there),
+ * timed on the wall clock from the call to the device's work done.
+ */
+export async function benchPeerGroups(
+  pass: AttentionPass,
+  groups: ShapeGroup[],
+): Promise<PeerBenches> {
+  const peers = await loadPeers(PEER_NAMES);
+  const out: PeerBenches = { byPeer: new Map(), ran: new Map(), skipped: new Map(peers.skipped) };
+  for (const peer of PEER_NAMES) {
+    if (out.skipped.has(peer)) continue;
+    if (peer === "ort" && pass === "backward") {
+      out.skipped.set(peer, "ONNX Runtime Web's attention operators have no backward");
+      continue;
+    }
+    const byGroup = new Map<ShapeGroup, TfjsSamples>();
+    const ran = new Set<string>();
+    for (const g of groups) {
+      const byActivation: TfjsSamples = new Map();
+      for (const activation of ["softmax", "sigmoid"] as const) {
+        const samples: Samples = { ms: [], wallMs: [], flops: 0 };
+        const shape = { batch: 1, heads: 4, seqLen: g.seqLen, headDim: g.headDim };
+        let c: PeerCase | undefined;
+        Deno.bench({
+          name: `${peer} ${activation}`,
+          group: groupName(pass, g),
+          n: g.seqLen >= 1024 ? 5 : 20,
+          warmup: 1,
+          async fn(b) {
+            if (!c) {
+              c = await peerCase(peers, peer, shape, { activation, causal: g.causal, pass });
+              if (!c) throw new Error(`${peer} has no ${pass} case`);
+              await c.run(); // the first call compiles; keep it out of the timed region
+              samples.flops = c.flops;
+              ran.add(c.ran);
+            }
+            b.start();
+            const ms = await c.run();
+            b.end();
+            samples.ms.push(ms);
+            samples.wallMs.push(ms);
+          },
+        });
+        byActivation.set(activation, samples);
+      }
+      byGroup.set(g, byActivation);
+    }
+    out.byPeer.set(peer, byGroup);
+    out.ran.set(peer, ran);
+  }
+  return out;
+}
+
+/** Summary lines for the peers: GFLOP/s and fused/peer per group (wall clock), and what ran. */
+export function peerSummary(
+  pass: AttentionPass,
+  kernels: Map<ShapeGroup, Map<ModelledKernel, Samples>>,
+  peers: PeerBenches,
+): string[] {
+  const lines: string[] = [];
+  for (const [peer, why] of peers.skipped) lines.push(`${peer}: not run (${why})`);
+  for (const [peer, byGroup] of peers.byPeer) {
+    lines.push(
+      ...wallSummary(
+        peer,
+        `${pass} against ${peer} (wall clock, call → its device's work done):`,
+        pass,
+        kernels,
+        byGroup,
+      ),
+    );
+    for (const ran of peers.ran.get(peer) ?? []) lines.push(`${peer} ran: ${ran}`);
   }
   return lines;
 }

@@ -1,8 +1,11 @@
 /**
  * `deno bench` for the attention forward pass: per shape group, fused softmax
  * (the baseline) against fused sigmoid, unfused softmax and unfused sigmoid,
- * and TF.js's softmax and sigmoid attention on its WebGPU backend (the same
- * device; compared on the wall clock, the only clock TF.js has); f16 against
+ * and the peers' softmax and sigmoid attention: TF.js on its WebGPU backend
+ * (the same device), ONNX Runtime Web's WebGPU execution provider and jax-js
+ * (each on a device of its own; bench/peers/peers.ts), all compared on the
+ * wall clock, the only clock the peers have, and the summary names the
+ * kernel ORT ran; f16 against
  * f32 storage where the adapter has `shader-f16`; and sigmax's
  * matmul at the unfused path's shapes as the roofline. deno bench's own
  * table times each iteration by wall clock. When the run ends a summary
@@ -21,8 +24,10 @@ import { MatmulPlan, type MatmulShape } from "../kernels/matmul.ts";
 import {
   benchAdapter,
   benchKernelGroups,
+  benchPeerGroups,
   benchTfjsGroups,
   kernelSummary,
+  peerSummary,
   type ShapeGroup,
   summaryFooter,
   tfjsSummary,
@@ -50,6 +55,7 @@ const GROUPS: ShapeGroup[] = [
 ];
 const kernels = benchKernelGroups("forward", GROUPS);
 const tfjs = await benchTfjsGroups("forward", GROUPS);
+const peers = await benchPeerGroups("forward", GROUPS);
 const precision = adapter.shaderF16 ? benchPrecision("forward") : undefined;
 
 /**
@@ -92,6 +98,7 @@ globalThis.addEventListener("unload", () => {
     "",
     ...kernelSummary("forward", kernels, tiles, adapter.costs),
     ...tfjsSummary("forward", kernels, tfjs),
+    ...peerSummary("forward", kernels, peers),
   ];
   if (precision) lines.push(...precisionSummary("forward", precision));
   for (const [name, { ms, flops }] of roofline) {

@@ -20,10 +20,11 @@ const USAGE =
                 gpu (the one prepared run for an H100/H200-class GPU, about 8 minutes:
                 adapter report, spot checks against the f64 reference at both tilings,
                 S 1024/4096/16384 × D 64/128 × causal × f32/f16 × forward/backward for
-                fused softmax and sigmoid, unfused and TF.js; writes the JSON, the HTML
+                fused softmax and sigmoid, unfused, TF.js, ONNX Runtime Web and jax-js;
+                writes the JSON, the HTML
                 report and a TFLOP/s summary with the ratios)
---smoke         the same preset at sizes a software adapter finishes (one head, S 128
-                and 256, D 32): to try the whole run end to end without a GPU
+--smoke         the same preset at sizes a software adapter finishes (one head, S 32,
+                64, 128 and 256, D 32): to try the whole run end to end without a GPU
 --out FILE      where the results go (default results/sweep-PRESET-DATE.json);
                 make the report with: deno task report -- FILE
 -h, --help      this help`;

@@ -1,11 +1,78 @@
 /**
  * What the two HTML reports (the throughput sweep's and the study's) share:
- * the page style and the script that draws every chart spec embedded in the
- * page, counts the ones drawn in `window.__sigmaxCharts`, and turns a chart
- * that fails into a note in the page and one console error.
+ * the page style, HTML and JSON escaping, Chart.js's inlined source, the
+ * chart specs ({@linkcode PageChart}) and the one page script that draws
+ * them (bench/page_script.js, plain JavaScript checked by `deno check` and
+ * `deno lint`, inlined into each page by {@linkcode pageScripts}). What
+ * differs between the pages is data: each chart's spec, and the page's
+ * {@linkcode PageConfig}.
  *
  * @module
  */
+
+import PAGE_SCRIPT from "./page_script.js" with { type: "text" };
+
+/** The Chart.js release the pages inline (`npm:chart.js@4.6.1`, its UMD build). */
+export const CHART_JS_VERSION = "4.6.1";
+
+/** One point: `x` on the log₂ axis (seqLen or n), `y`, and the band's bounds (null: a gap). */
+export interface PagePoint {
+  x: number;
+  y: number | null;
+  low?: number | null;
+  high?: number | null;
+}
+
+/** One line of a chart; with `band` (a fill colour) its points' `low`…`high` is shaded. */
+export interface PageSeries {
+  label: string;
+  color: string;
+  band?: string;
+  /** Dash pattern (none: solid). */
+  dash?: number[];
+  /** A thin line without point markers (a fitted curve). */
+  thin?: boolean;
+  points: PagePoint[];
+}
+
+/** A horizontal reference line across the chart, in the legend. */
+export interface PageLine {
+  label: string;
+  y: number;
+  color: string;
+  dash: number[];
+}
+
+/** A chart the page script draws on the canvas with id `id`. */
+export interface PageChart {
+  id: string;
+  title: string;
+  /** The x axis's title; `xName` prefixes the x value in tooltips ("seqLen", "n ="). */
+  xTitle: string;
+  xName: string;
+  yTitle: string;
+  yLog: boolean;
+  /**
+   * A linear y axis: `"zero"` from 0; `"one"` (ratios) zoomed on the data
+   * with 1 in view and a dashed line there; `"fit"` the data ± 5%. A log
+   * axis spans whole decades.
+   */
+  yRange: "zero" | "one" | "fit";
+  /** How tooltips format values. */
+  format: "gflops" | "ratio" | "percent" | "mib" | "sci" | "fixed";
+  series: PageSeries[];
+  lines: PageLine[];
+}
+
+/** What differs between the pages beyond their charts. */
+export interface PageConfig {
+  /** Prefix of the page's console messages, e.g. "sigmax report". */
+  tag: string;
+  /** The class of the note that replaces a chart that failed to draw. */
+  noteClass: string;
+  /** Legend entries as point styles (a reference line shows as a line). */
+  legendPointStyle: boolean;
+}
 
 /** The reports' CSS (`chartHeight` in px). */
 export function pageStyle(chartHeight: number): string {
@@ -32,37 +99,72 @@ export function pageStyle(chartHeight: number): string {
 `;
 }
 
+/** `text` with `& < > " '` escaped, safe in HTML text and in quoted attributes. */
+export function escapeHtml(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
+}
+
+/** JSON that is safe inside a `<script>` element. */
+export function scriptJson(value: unknown): string {
+  return JSON.stringify(value).replace(/</g, "\\u003c").replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026").replace(/\u2028/g, "\\u2028").replace(/\u2029/g, "\\u2029");
+}
+
 /**
- * The end of a page script: draws every spec of the JSON in
- * `<script id="sigmax-charts">` with the page's own `config(spec)` and
- * `replaceWithNote(canvas, text)`, and sets `window.__sigmaxCharts`.
- * `tag` prefixes the console messages (e.g. "sigmax report").
+ * The end of a page: the charts' specs and the page's settings as JSON
+ * (`<script id="sigmax-charts">`, `<script id="sigmax-page">`), then the page
+ * script (bench/page_script.js) that draws them.
  */
-export function drawChartsScript(tag: string): string {
-  return String.raw`  var drawn = 0;
-  try {
-    var specs = JSON.parse(document.getElementById("sigmax-charts").textContent);
-    if (typeof Chart !== "function") throw new Error("Chart.js is missing from the page");
-    specs.forEach(function (spec) {
-      var canvas = document.getElementById(spec.id);
-      if (!canvas) {
-        console.error("${tag}: no canvas for " + spec.id);
-        return;
-      }
-      try {
-        new Chart(canvas, config(spec));
-        drawn++;
-      } catch (err) {
-        replaceWithNote(canvas, "This chart could not be drawn: " + (err && err.message));
-        console.error("${tag}: chart " + spec.id + ": " + (err && err.message));
-      }
-    });
-  } catch (err) {
-    var banner = document.getElementById("page-error");
-    banner.textContent = "The charts could not be drawn: " + (err && err.message);
-    banner.hidden = false;
-    console.error("${tag}: " + (err && err.message));
+export function pageScripts(charts: readonly PageChart[], config: PageConfig): string {
+  if (/<\/script/i.test(PAGE_SCRIPT)) throw new Error("page_script.js contains </script");
+  return `<script type="application/json" id="sigmax-charts">${scriptJson(charts)}</script>
+<script type="application/json" id="sigmax-page">${scriptJson(config)}</script>
+<script>
+${PAGE_SCRIPT}
+</script>`;
+}
+
+/** The `<script>` that inlines Chart.js's source, refused if it would break the page. */
+export function chartJsScript(chartJs: string): string {
+  if (/<\/script/i.test(chartJs) || /<!--/.test(chartJs)) {
+    throw new Error("the Chart.js source contains </script or <!-- and cannot be inlined");
   }
-  window.__sigmaxCharts = drawn;
-})();`;
+  return `<!-- Chart.js ${CHART_JS_VERSION} (MIT License), inlined so that the page opens offline. -->
+<script>
+${chartJs}
+</script>`;
+}
+
+let chartJsSource: Promise<string> | undefined;
+
+/**
+ * Chart.js's UMD build, read from the `npm:chart.js@4.6.1` package. The
+ * import puts the package in the module graph (and node_modules), so that
+ * `import.meta.resolve` finds its files; the UMD build sits beside the ESM
+ * entry point in `dist/`.
+ */
+export function loadChartJs(): Promise<string> {
+  chartJsSource ??= (async () => {
+    await _importAtRuntime("npm:chart.js@4.6.1");
+    const entry = import.meta.resolve("npm:chart.js@4.6.1");
+    if (!entry.startsWith("file:")) {
+      throw new Error(`cannot locate Chart.js ${CHART_JS_VERSION}: it resolved to ${entry}`);
+    }
+    return await Deno.readTextFile(new URL("./chart.umd.js", entry));
+  })();
+  chartJsSource.catch(() => chartJsSource = undefined);
+  return chartJsSource;
+}
+
+/**
+ * Imports an npm package when the code that needs it runs. A literal
+ * `import("npm:…")` puts the package in the module graph, and Deno then
+ * installs every package of deno.lock before the program starts (374 MB,
+ * mostly TF.js), also for commands that never load it; a specifier the graph
+ * cannot read is resolved only here.
+ */
+// deno-lint-ignore no-explicit-any
+function _importAtRuntime(specifier: string): Promise<any> {
+  return import(specifier);
 }

@@ -5,8 +5,12 @@
  * @module
  */
 
-/** Who computed a record. */
-export type Implementation = "fused" | "unfused" | "tfjs";
+/**
+ * Who computed a record: sigmax's fused kernels or its unfused baseline, or
+ * a peer in the same process: TF.js (WebGPU backend, unfused), ONNX Runtime
+ * Web (`ort`, WebGPU execution provider; forward only) or jax-js (`jax`).
+ */
+export type Implementation = "fused" | "unfused" | "tfjs" | "ort" | "jax";
 
 /** One timed case of the sweep. */
 export interface SweepRecord {
@@ -29,8 +33,17 @@ export interface SweepRecord {
   peakBytes: number;
   /** How msMedian/msMin/msMax were taken: GPU timestamps, or the wall clock submit → done. */
   clock: "timestamp" | "wall";
-  /** Median on the wall clock (submit → results ready), for comparisons across clocks (TF.js). */
+  /** Median on the wall clock (submit → results ready), for comparisons across clocks (the peers). */
   msWallMedian: number;
+  /** Fastest and slowest run on the wall clock (the spread of `msWallMedian`), where recorded. */
+  msWallMin?: number;
+  msWallMax?: number;
+  /**
+   * What a peer actually ran, in words (required for ORT: its operator, the
+   * kernel its programs amount to, e.g. FlashAttention or the unfused
+   * fallback, and the device), as bench/peers/compare.ts prints it.
+   */
+  ran?: string;
   /** Fused only: the tile configuration that ran ("gpu" or "software"). */
   tiling?: "gpu" | "software";
   /** sigmax only: the labels of the compute pipelines that ran. */
@@ -74,6 +87,8 @@ export interface RooflineRecord {
   size: number;
   /** TF.js's matmul at the same size, when it ran. */
   tfjsGflops?: number;
+  /** jax-js's `jit(numpy.matmul)` at the same size (its own device, wall clock), when it ran. */
+  jaxGflops?: number;
 }
 
 /** A training step of the same model in sigmax and in TF.js. */
@@ -144,6 +159,8 @@ export interface SweepResults {
   adapterReport?: Record<string, unknown>;
   /** Spot checks against the f64 reference at both tilings, where the preset runs them. */
   checks?: SpotCheck[];
+  /** Peers the preset names that could not run here, each with the reason. */
+  peersSkipped?: { impl: Implementation; reason: string }[];
   /** Cases the preset's time budget left out, as `pass B H S D causal` labels. */
   skipped?: string[];
 }

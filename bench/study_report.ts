@@ -40,8 +40,16 @@ import {
 import type { RunSpec } from "../training/study/grid.ts";
 import { type MoeRunRecord, readRuns, writeAtomic } from "../training/study/runner.ts";
 import type { CensoredSamples, Interval } from "../training/study/stats.ts";
-import { CHART_JS_VERSION, escapeHtml, loadChartJs, scriptJson } from "./report.ts";
-import { drawChartsScript, pageStyle } from "./page.ts";
+import {
+  chartJsScript,
+  escapeHtml,
+  loadChartJs,
+  type PageChart,
+  type PageConfig,
+  pageScripts,
+  pageStyle,
+  scriptJson,
+} from "./page.ts";
 
 import { paperCellTitle, paperMarkdown, studyMarkdown } from "./study_markdown.ts";
 export { paperMarkdown, studyMarkdown };
@@ -458,151 +466,36 @@ ${body}
 // ---------------------------------------------------------------------------
 // The page
 
-/** The page's own script: draws every chart spec, notes the failures, sets `__sigmaxCharts`. */
-const PAGE_SCRIPT = String.raw`(function () {
-  "use strict";
-  function fmt(format, v) {
-    if (v === null || v === undefined || !isFinite(v)) return "\u2014";
-    if (format === "fixed") return v.toFixed(3);
-    var a = Math.abs(v);
-    return a >= 0.01 && a < 100 ? v.toFixed(3) : v === 0 ? "0" : v.toExponential(2);
-  }
-  function fmtN(n) {
-    return n >= 1024 && n % 1024 === 0 ? n / 1024 + "K" : String(n);
-  }
-  function replaceWithNote(canvas, text) {
-    var p = document.createElement("p");
-    p.className = "note chart-error";
-    p.textContent = text;
-    var box = canvas.parentNode;
-    box.parentNode.replaceChild(p, box);
-  }
-  function config(spec) {
-    var lo = Infinity, hi = -Infinity, ylo = Infinity, yhi = -Infinity;
-    function seeY(v) {
-      if (v === null || !isFinite(v)) return;
-      if (v < ylo) ylo = v;
-      if (v > yhi) yhi = v;
-    }
-    spec.series.forEach(function (s) {
-      s.points.forEach(function (p) {
-        var x = Math.log2(p.n);
-        if (x < lo) lo = x;
-        if (x > hi) hi = x;
-        seeY(p.y);
-        seeY(p.low);
-        seeY(p.high);
-      });
-    });
-    if (lo === hi) { lo -= 0.5; hi += 0.5; }
-    var pad = 0.04 * (hi - lo);
-    var datasets = [];
-    spec.series.forEach(function (s) {
-      function at(key) {
-        return s.points.map(function (p) { return { x: Math.log2(p.n), y: p[key], n: p.n }; });
-      }
-      // The band: the low bounds, then the high bounds filled down to them.
-      datasets.push({
-        label: s.label + " low", band: true, data: at("low"),
-        borderWidth: 0, pointRadius: 0, pointHitRadius: 0, fill: false, tension: 0,
-        borderColor: s.band, backgroundColor: s.band
-      });
-      datasets.push({
-        label: s.label + " high", band: true, data: at("high"),
-        borderWidth: 0, pointRadius: 0, pointHitRadius: 0, fill: "-1", tension: 0,
-        borderColor: s.band, backgroundColor: s.band
-      });
-      datasets.push({
-        label: s.label,
-        data: s.points.map(function (p) {
-          return { x: Math.log2(p.n), y: p.y, n: p.n, low: p.low, high: p.high };
-        }),
-        borderColor: s.color, backgroundColor: s.color, pointBackgroundColor: s.color,
-        borderWidth: s.dash ? 1.5 : 2, pointRadius: s.dash ? 0 : 3, borderDash: s.dash || [],
-        fill: false, tension: 0
-      });
-    });
-    spec.lines.forEach(function (l) {
-      if (spec.yLog && !(l.y > 0)) return;
-      seeY(l.y);
-      datasets.push({
-        label: l.label, line: true, pointStyle: "line",
-        data: [{ x: lo - pad, y: l.y }, { x: hi + pad, y: l.y }],
-        borderColor: l.color, backgroundColor: l.color, borderDash: l.dash,
-        borderWidth: 1.5, pointRadius: 0, pointHitRadius: 0, fill: false
-      });
-    });
-    var y = { type: spec.yLog ? "logarithmic" : "linear", title: { display: true, text: spec.yTitle } };
-    if (spec.yLog && ylo < Infinity) {
-      y.min = Math.pow(10, Math.floor(Math.log10(ylo)));
-      y.max = Math.pow(10, Math.ceil(Math.log10(yhi)));
-      if (y.min === y.max) y.max = y.min * 10;
-      // Label 1, 2 and 5 of each decade only.
-      y.ticks = {
-        autoSkip: false,
-        callback: function (v) {
-          var m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9)), r = Math.round(m);
-          return Math.abs(m - r) < 1e-6 && (r === 1 || r === 2 || r === 5) ? String(Number(v.toPrecision(3))) : "";
-        }
-      };
-    } else if (ylo < Infinity) {
-      var span = yhi - ylo || Math.abs(yhi) || 1;
-      y.suggestedMin = ylo - 0.05 * span;
-      y.suggestedMax = yhi + 0.05 * span;
-    }
-    return {
-      type: "line",
-      data: { datasets: datasets },
-      options: {
-        animation: false,
-        responsive: true,
-        maintainAspectRatio: false,
-        interaction: { mode: "nearest", intersect: false },
-        scales: {
-          x: {
-            type: "linear",
-            min: lo - pad,
-            max: hi + pad,
-            title: { display: true, text: spec.xTitle || "n, training sequences (log\u2082 scale)" },
-            ticks: {
-              stepSize: 1,
-              includeBounds: false,
-              callback: function (v) { return Number.isInteger(v) ? fmtN(Math.pow(2, v)) : ""; }
-            }
-          },
-          y: y
-        },
-        plugins: {
-          title: { display: true, text: spec.title },
-          legend: {
-            position: "bottom",
-            labels: {
-              boxWidth: 24,
-              boxHeight: 8,
-              usePointStyle: true,
-              filter: function (item, data) { return !data.datasets[item.datasetIndex].band; }
-            }
-          },
-          tooltip: {
-            filter: function (item) {
-              return !item.dataset.band && !item.dataset.line;
-            },
-            callbacks: {
-              title: function (items) {
-                return items.length && items[0].raw.n ? "n = " + items[0].raw.n : "";
-              },
-              label: function (item) {
-                var r = item.raw;
-                return item.dataset.label + ": " + fmt(spec.format, r.y) +
-                  " [" + fmt(spec.format, r.low) + ", " + fmt(spec.format, r.high) + "]";
-              }
-            }
-          }
-        }
-      }
-    };
-  }
-` + drawChartsScript("sigmax study");
+const PAGE: PageConfig = {
+  tag: "sigmax study",
+  noteClass: "note chart-error",
+  legendPointStyle: true,
+};
+
+/**
+ * The page script's spec of a chart ({@linkcode PageChart}): x is n on the
+ * log₂ axis, the y range fits the data, and a dashed series (a fitted line)
+ * is thin, without points or band.
+ */
+function pageChart(spec: ChartSpec): PageChart {
+  return {
+    id: spec.id,
+    title: spec.title,
+    xTitle: spec.xTitle ?? "n, training sequences (log\u2082 scale)",
+    xName: "n =",
+    yTitle: spec.yTitle,
+    yLog: spec.yLog,
+    yRange: "fit",
+    format: spec.format,
+    series: spec.series.map((s) => ({
+      label: s.label,
+      color: s.color,
+      ...(s.dash ? { dash: s.dash, thin: true } : { band: s.band }),
+      points: s.points.map((p) => ({ x: p.n, y: p.y, low: p.low, high: p.high })),
+    })),
+    lines: spec.lines,
+  };
+}
 
 const STYLE = pageStyle(320);
 
@@ -616,10 +509,7 @@ export async function studyHtml(
   analysis: StudyAnalysis,
   options: { chartJs?: string } = {},
 ): Promise<string> {
-  const chartJs = options.chartJs ?? await loadChartJs();
-  if (/<\/script/i.test(chartJs) || /<!--/.test(chartJs)) {
-    throw new Error("the Chart.js source contains </script or <!-- and cannot be inlined");
-  }
+  const chartJs = chartJsScript(options.chartJs ?? await loadChartJs());
   const a = analysis;
   const teacher = a.teacher ?? [];
   const tasks = a.tasks ?? [];
@@ -647,10 +537,7 @@ export async function studyHtml(
 <title>sigmax study ${escapeHtml(String(a.preset))} — ${escapeHtml(String(a.adapter))}</title>
 <link rel="icon" href="data:,">
 <style>${STYLE}</style>
-<!-- Chart.js ${CHART_JS_VERSION} (MIT License), inlined so that the page opens offline. -->
-<script>
 ${chartJs}
-</script>
 </head>
 <body>
 <h1>sigmax sample-efficiency study: softmax vs sigmoid attention</h1>
@@ -665,10 +552,7 @@ ${meta.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("\n")}
 ${teacherHtml}
 ${taskHtml}
 <script type="application/json" id="sigmax-study">${scriptJson(a)}</script>
-<script type="application/json" id="sigmax-charts">${scriptJson(specs)}</script>
-<script>
-${PAGE_SCRIPT}
-</script>
+${pageScripts(specs.map(pageChart), PAGE)}
 </body>
 </html>
 `;
@@ -796,10 +680,7 @@ export async function paperHtml(
   analysis: PaperAnalysis,
   options: { chartJs?: string } = {},
 ): Promise<string> {
-  const chartJs = options.chartJs ?? await loadChartJs();
-  if (/<\/script/i.test(chartJs) || /<!--/.test(chartJs)) {
-    throw new Error("the Chart.js source contains </script or <!-- and cannot be inlined");
-  }
+  const chartJs = chartJsScript(options.chartJs ?? await loadChartJs());
   const a = analysis;
   const specs: ChartSpec[] = [];
   const id = idMaker();
@@ -847,10 +728,7 @@ export async function paperHtml(
 <title>sigmax paper study ${escapeHtml(String(a.preset))}</title>
 <link rel="icon" href="data:,">
 <style>${STYLE}</style>
-<!-- Chart.js ${CHART_JS_VERSION} (MIT License), inlined so that the page opens offline. -->
-<script>
 ${chartJs}
-</script>
 </head>
 <body>
 <h1>sigmax paper study: the least-squares estimator of sigmoid- vs softmax-gated mixtures</h1>
@@ -864,10 +742,7 @@ ${summary}
 <h2>Cells</h2>
 ${cells}
 <script type="application/json" id="sigmax-study">${scriptJson(a)}</script>
-<script type="application/json" id="sigmax-charts">${scriptJson(specs)}</script>
-<script>
-${PAGE_SCRIPT}
-</script>
+${pageScripts(specs.map(pageChart), PAGE)}
 </body>
 </html>
 `;

@@ -2,7 +2,8 @@
  * The throughput sweep: `deno task bench -- --preset quick|full|gpu [--out FILE]`.
  *
  * Times attention over seqLen × headDim × causal × activation × pass ×
- * implementation (fused, unfused, TF.js) × precision, finds the longest
+ * implementation (fused, unfused, and the peers: TF.js, ONNX Runtime Web,
+ * jax-js) × precision, finds the longest
  * sequence each implementation runs within a memory bound, measures our
  * matmul's best GFLOP/s (the roofline) and a training step, and writes one
  * JSON document ({@linkcode SweepResults}) for `deno task report`.
@@ -10,8 +11,12 @@
  * Within a shape, the sigmax variants run interleaved (each round runs every
  * variant once) so that the machine's noise hits them alike; each record
  * keeps the GPU-timestamp median where the adapter has timestamps and the
- * wall-clock median (submit → done) beside it, which is what TF.js can be
- * compared on. A case that fails (a device limit, out of memory) is recorded
+ * wall-clock median (submit → done) beside it, which is what the peers
+ * can be compared on. The peers run after sigmax's variants in each group,
+ * each on the wall clock (f32 only; ORT forward only, as it has no
+ * backward), every ORT record naming the kernel ORT ran. A peer that cannot
+ * load here is left out with its reason, printed and recorded in
+ * `peersSkipped`. A case that fails (a device limit, out of memory) is recorded
  * with its error and the sweep goes on. The results file is rewritten
  * (atomically) after every shape, so an interrupted sweep keeps what it
  * measured.
@@ -46,6 +51,14 @@ import { prepareTrainingStep } from "../training/trainer.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { GPU_COSTS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+import {
+  loadPeers,
+  peerCase,
+  type PeerCaseOptions,
+  type PeerName,
+  type Peers,
+} from "./peers/peers.ts";
+import { timeWall } from "./peers/timing.ts";
 import type {
   Implementation,
   MaxSeqLenRecord,
@@ -85,7 +98,7 @@ export interface SweepPreset {
   checks?: AttentionShape[];
   /** Seconds the timed groups may take; the groups past it are listed as skipped. */
   budgetSeconds?: number;
-  /** Unfused and TF.js cases whose forward needs more bytes than this are skipped, not run. */
+  /** Unfused and peer cases whose forward needs more bytes than this are skipped, not run. */
   peerBoundBytes?: number;
 }
 
@@ -101,12 +114,12 @@ export const PRESETS: Record<"quick" | "full" | "gpu", SweepPreset> = {
     name: "quick",
     batch: 1,
     heads: 4,
-    seqLens: [256, 1024],
+    seqLens: [128, 256, 512, 1024],
     headDims: [64],
     causal: [false, true],
     precisions: ["f32", "f16"],
     passes: ["forward", "backward"],
-    implementations: ["fused", "unfused", "tfjs"],
+    implementations: ["fused", "unfused", "tfjs", "ort", "jax"],
     warmup: 1,
     reps: 5,
     maxSeqLen: {
@@ -127,7 +140,7 @@ export const PRESETS: Record<"quick" | "full" | "gpu", SweepPreset> = {
     causal: [false, true],
     precisions: ["f32", "f16"],
     passes: ["forward", "backward"],
-    implementations: ["fused", "unfused", "tfjs"],
+    implementations: ["fused", "unfused", "tfjs", "ort", "jax"],
     warmup: 2,
     reps: 10,
     maxSeqLen: {
@@ -148,7 +161,7 @@ export const PRESETS: Record<"quick" | "full" | "gpu", SweepPreset> = {
     causal: [false, true],
     precisions: ["f32", "f16"],
     passes: ["forward", "backward"],
-    implementations: ["fused", "unfused", "tfjs"],
+    implementations: ["fused", "unfused", "tfjs", "ort", "jax"],
     warmup: 2,
     reps: 7,
     maxSeqLen: {
@@ -171,7 +184,7 @@ export const PRESETS: Record<"quick" | "full" | "gpu", SweepPreset> = {
 /**
  * A preset shrunk to run end to end on a software adapter (`--smoke`): the
  * same phases and code paths at sizes a 2-core CPU finishes in minutes: one
- * head, S of 128 and 256 (or the preset's smallest, if below), head dim 32,
+ * head, S of 32, 64, 128 and 256 (four points per curve), head dim 32,
  * spot checks at S = 37, D = 32, few reps, no long-sequence probe beyond 2048.
  */
 export function smokePreset(preset: SweepPreset): SweepPreset {
@@ -180,7 +193,7 @@ export function smokePreset(preset: SweepPreset): SweepPreset {
     name: `${preset.name}-smoke`,
     batch: 1,
     heads: 1,
-    seqLens: [128, 256],
+    seqLens: [32, 64, 128, 256],
     headDims: [32],
     warmup: 1,
     reps: 5,
@@ -208,6 +221,9 @@ const TFJS_K_TRANSPOSE = "explicit";
 
 /** TF.js's timing functions, loaded on demand (TF.js is heavy and optional). */
 type Tfjs = typeof import("./peers/tfjs.ts");
+
+/** The peers {@linkcode loadPeers} drives (TF.js has its own timers). */
+const FUSED_PEERS: readonly PeerName[] = ["ort", "jax"];
 
 const ACTIVATIONS = ["softmax", "sigmoid"] as const;
 
@@ -243,18 +259,23 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
     await writeAtomic(options.out, JSON.stringify(results, null, 1));
   };
 
+  const skipPeer = (impl: Implementation, reason: string) => {
+    (results.peersSkipped ??= []).push({ impl, reason });
+    log(`${impl}: not available: ${reason}`);
+  };
   let tfjs: { mod: Tfjs; handle: unknown } | undefined;
   if (preset.implementations.includes("tfjs")) {
     try {
       const mod: Tfjs = await import("./peers/tfjs.ts");
       const handle = await mod.loadTfjs();
-      if ("error" in (handle as object)) {
-        log(`tfjs: not available: ${(handle as { error: string }).error}`);
-      } else tfjs = { mod, handle };
+      if ("error" in (handle as object)) skipPeer("tfjs", (handle as { error: string }).error);
+      else tfjs = { mod, handle };
     } catch (err) {
-      log(`tfjs: not available: ${(err as Error).message}`);
+      skipPeer("tfjs", (err as Error).message);
     }
   }
+  const peers = await loadPeers(FUSED_PEERS.filter((p) => preset.implementations.includes(p)));
+  for (const [peer, reason] of peers.skipped) skipPeer(peer, reason);
 
   if (preset.checks) {
     results.checks = [];
@@ -356,12 +377,36 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
             msMin: r.msMin,
             msMax: r.msMax,
             msWallMedian: r.msMedian,
+            msWallMin: r.msMin,
+            msWallMax: r.msMax,
             gflops: flops / r.msMedian / 1e6,
             peakBytes: r.peakBytes,
             clock: "wall",
+            ran: "tf.* ops, unfused (Kᵀ transposed explicitly); sigmax's device",
           });
         } catch (err) {
           results.failures.push({ ...base, error: (err as Error).message });
+        }
+      }
+    }
+    for (const peer of FUSED_PEERS) {
+      if (!preset.implementations.includes(peer) || (peer === "ort" && pass === "backward")) {
+        continue;
+      }
+      for (const activation of ACTIVATIONS) {
+        const base = { impl: peer, activation, pass, precision: "f32" as const, ...shape, causal };
+        if (overBound(peer)) {
+          results.failures.push({
+            ...base,
+            error: _skippedOverBound(peer, shape, preset.peerBoundBytes!),
+          });
+          continue;
+        }
+        try {
+          const r = await timePeer(peers, peer, shape, { activation, causal, pass }, preset);
+          if (r) results.records.push({ ...base, ...r });
+        } catch (err) {
+          results.failures.push({ ...base, error: (err as Error).message.split("\n")[0] });
         }
       }
     }
@@ -378,7 +423,8 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
   // The longest sequence each implementation completes within the memory bound.
   const probe = preset.maxSeqLen;
   for (const impl of preset.implementations) {
-    if (impl === "tfjs" && !tfjs) continue;
+    // The probe runs sigmax and TF.js (on sigmax's device); ORT and jax-js hold devices of their own.
+    if ((impl === "tfjs" && !tfjs) || impl === "ort" || impl === "jax") continue;
     for (const activation of ACTIVATIONS) {
       const rec: MaxSeqLenRecord = {
         impl,
@@ -450,6 +496,18 @@ export async function runSweep(preset: SweepPreset, options: SweepOptions): Prom
       log(`tfjs matmul ${best.size}³: ${gflops.toFixed(2)} GFLOP/s`);
     } catch (err) {
       log(`tfjs matmul failed: ${(err as Error).message}`);
+    }
+  }
+  if (peers.jax) {
+    try {
+      const { gflops } = await peers.jax.mod.timeJaxMatmul(peers.jax.handle, best.size, {
+        warmup: preset.warmup,
+        reps: Math.max(5, preset.reps),
+      });
+      results.roofline.jaxGflops = gflops;
+      log(`jax matmul ${best.size}³: ${gflops.toFixed(2)} GFLOP/s`);
+    } catch (err) {
+      log(`jax matmul failed: ${(err as Error).message}`);
     }
   }
   await save();
@@ -616,9 +674,9 @@ export async function spotChecks(
 /**
  * A Markdown summary of a sweep in TFLOP/s (GFLOP/s when no case reaches one
  * TFLOP/s), with the ratios that matter:
- * sigmoid/softmax (fused), fused/unfused and fused/TF.js (both on the wall
- * clock, the clock TF.js has), per pass, precision, head dim, seqLen and
- * causal; then the spot checks and what was skipped.
+ * sigmoid/softmax (fused), fused/unfused and fused/peer for TF.js, ORT and
+ * jax-js (on the wall clock, the clock the peers have), per pass, precision,
+ * head dim, seqLen and causal; then the spot checks and what was skipped.
  */
 export function tflopsSummary(results: SweepResults): string {
   const lines: string[] = [];
@@ -660,8 +718,9 @@ export function tflopsSummary(results: SweepResults): string {
       : "–";
   lines.push(
     `| pass | prec | D | S | causal | softmax ${unit} | sigmoid ${unit} | sig/soft | ` +
-      "fused/unfused soft | sig | fused/TF.js soft | sig |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+      "fused/unfused soft | sig | fused/TF.js soft | sig | fused/ORT soft | sig | " +
+      "fused/jax-js soft | sig |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   );
   const keys = new Set(
     results.records.filter((r) => r.impl === "fused").map((r) =>
@@ -681,9 +740,9 @@ export function tflopsSummary(results: SweepResults): string {
         `${tf(soft)} | ${tf(sig)} | ${ratio(sig, soft)} | ` +
         `${ratio(soft, peer("unfused", "softmax"), true)} | ` +
         `${ratio(sig, peer("unfused", "sigmoid"), true)} | ` +
-        `${ratio(soft, peer("tfjs", "softmax"), true)} | ${
-          ratio(sig, peer("tfjs", "sigmoid"), true)
-        } |`,
+        (["tfjs", "ort", "jax"] as const).map((p) =>
+          `${ratio(soft, peer(p, "softmax"), true)} | ${ratio(sig, peer(p, "sigmoid"), true)} |`
+        ).join(" "),
     );
   }
   const tilings = new Set(results.records.filter((r) => r.tiling).map((r) => r.tiling));
@@ -691,7 +750,7 @@ export function tflopsSummary(results: SweepResults): string {
     "",
     `Fused tiling timed: ${[...tilings].join(", ") || "–"}. Times: ${
       results.records[0]?.clock === "timestamp" ? "GPU timestamps" : "wall clock"
-    } for sigmax; ratios against unfused and TF.js use the wall clock (submit → done) of both.`,
+    } for sigmax; ratios against unfused and the peers use the wall clock (submit → done) of both.`,
   );
   if (results.failures.length) {
     lines.push("", `Failures and skips (${results.failures.length}):`);
@@ -702,6 +761,7 @@ export function tflopsSummary(results: SweepResults): string {
       );
     }
   }
+  for (const p of results.peersSkipped ?? []) lines.push("", `Not run: ${p.impl}: ${p.reason}`);
   if (results.skipped?.length) {
     lines.push("", `Past the time budget, not run: ${results.skipped.join("; ")}`);
   }
@@ -719,12 +779,64 @@ export function attentionPassFlops(
   return pass === "backward" ? 2.5 * forward : forward;
 }
 
-/** Bytes a forward pass needs: q, k, v, out (+ the S×S scores and weights for unfused and TF.js). */
+/**
+ * Bytes a forward pass needs: q, k, v, out, plus S×S buffers: one for
+ * sigmax's unfused path and ORT (whose sigmoid composition writes the scores
+ * out; its softmax FlashAttention needs none, so this bounds it from above),
+ * three for TF.js and jax-js (scores, scaled scores, weights).
+ */
 export function estimateBytes(impl: Implementation, shape: AttentionShape): number {
   const { batch, heads, seqLen, headDim } = shape;
   const tensors = 4 * batch * heads * seqLen * headDim * 4;
   const scores = batch * heads * seqLen * seqLen * 4;
-  return impl === "fused" ? tensors : tensors + (impl === "tfjs" ? 3 : 1) * scores;
+  if (impl === "fused") return tensors;
+  return tensors + (impl === "unfused" || impl === "ort" ? 1 : 3) * scores;
+}
+
+/**
+ * Times one peer case (bench/peers/peers.ts) on the wall clock: the preset's
+ * warmup, then at least 5 timed calls; the record's timing fields and what
+ * the peer ran, or `undefined` when the peer has no such case.
+ */
+async function timePeer(
+  peers: Peers,
+  peer: PeerName,
+  shape: AttentionShape,
+  options: PeerCaseOptions,
+  preset: SweepPreset,
+): Promise<
+  | Omit<
+    SweepRecord,
+    "impl" | "activation" | "pass" | "precision" | keyof AttentionShape | "causal"
+  >
+  | undefined
+> {
+  const c = await peerCase(peers, peer, shape, options);
+  if (!c) return undefined;
+  try {
+    const t = await timeWall(c.run, {
+      flops: c.flops,
+      warmup: preset.warmup,
+      reps: Math.max(5, preset.reps),
+      device: c.device,
+      ran: c.ran,
+    });
+    return {
+      msMedian: t.msMedian,
+      msMin: t.msMin,
+      msMax: t.msMax,
+      msWallMedian: t.msMedian,
+      msWallMin: t.msMin,
+      msWallMax: t.msMax,
+      gflops: t.gflops,
+      // Unknown: the peers allocate on devices of their own.
+      peakBytes: 0,
+      clock: "wall",
+      ran: t.ran,
+    };
+  } finally {
+    await c.free();
+  }
 }
 
 /** Times sigmax variants of one shape and pass, interleaved; a variant that fails is reported. */
@@ -766,7 +878,7 @@ async function timeVariants(
         record: {
           ...base(v),
           ...stats,
-          msWallMedian: summarize(runs[i].map((r) => r.wallMs)).msMedian,
+          ...wallStats(runs[i]),
           gflops: work.flops / stats.msMedian / 1e6,
           peakBytes: work.bytes,
           clock,
@@ -779,6 +891,14 @@ async function timeVariants(
     for (const { work } of works) work.destroy();
   }
   return out;
+}
+
+/** The wall-clock median and extremes of a variant's runs. */
+function wallStats(
+  runs: SubmitTime[],
+): Pick<SweepRecord, "msWallMedian" | "msWallMin" | "msWallMax"> {
+  const s = summarize(runs.map((r) => r.wallMs));
+  return { msWallMedian: s.msMedian, msWallMin: s.msMin, msWallMax: s.msMax };
 }
 
 /** Best-of-median GFLOP/s of a square f32 matmul on resident buffers. */

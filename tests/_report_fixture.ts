@@ -22,6 +22,8 @@ export interface FixtureOptions {
   f16?: boolean;
   /** TF.js records, longest-sequence rows and training steps. Default true. */
   tfjs?: boolean;
+  /** ONNX Runtime Web (forward only, with the kernel it ran) and jax-js records. Default true. */
+  peers?: boolean;
   /** The matmul roofline. Default true. */
   roofline?: boolean;
   /** A few recorded failures (TF.js backward out of memory at the longest S). Default true. */
@@ -31,9 +33,34 @@ export interface FixtureOptions {
 }
 
 /** Our made-up "GFLOP/s at S → ∞" per implementation, forward f32 softmax, D = 64. */
-const PEAK: Record<Implementation, number> = { fused: 180, unfused: 70, tfjs: 45 };
+const PEAK: Record<Implementation, number> = {
+  fused: 180,
+  unfused: 70,
+  tfjs: 45,
+  ort: 60,
+  jax: 40,
+};
 /** Made-up sigmoid / softmax speed-ups. */
-const SIGMOID_GAIN: Record<Implementation, number> = { fused: 1.12, unfused: 1.04, tfjs: 1.01 };
+const SIGMOID_GAIN: Record<Implementation, number> = {
+  fused: 1.12,
+  unfused: 1.04,
+  tfjs: 1.01,
+  ort: 0.7,
+  jax: 1.02,
+};
+/** Made-up descriptions of what a peer ran (ORT's names its kernel, as the sweep records it). */
+const RAN: Partial<Record<Implementation, Record<"softmax" | "sigmoid", string>>> = {
+  ort: {
+    softmax: "TEST DATA: MultiHeadAttention; FlashAttention (fused; programs: CopyKVCache, " +
+      "FlashAttention); ORT's own device",
+    sigmoid: "TEST DATA: unfused composition; unfused (programs: Transpose, MatMul, Mul, Add, " +
+      "Sigmoid, MatMul); ORT's own device",
+  },
+  jax: {
+    softmax: "TEST DATA: jit(nn.dotProductAttention); jax-js's own device",
+    sigmoid: "TEST DATA: jit(composed ops); jax-js's own device",
+  },
+};
 
 /** The fake GFLOP/s of one case: saturating in S, a little jitter, two decimals. */
 function fakeGflops(
@@ -95,6 +122,7 @@ export function fixtureResults(options: FixtureOptions = {}): SweepResults {
   const headDims = options.headDims ?? [32, 64];
   const causals = options.causal ?? [false, true];
   const withTfjs = options.tfjs ?? true;
+  const withPeers = options.peers ?? true;
   const withF16 = options.f16 ?? true;
   const withFailures = options.failures ?? true;
   const batch = 1;
@@ -107,8 +135,10 @@ export function fixtureResults(options: FixtureOptions = {}): SweepResults {
       for (const causal of causals) {
         for (const pass of ["forward", "backward"] as const) {
           for (const precision of withF16 ? ["f32", "f16"] as const : ["f32"] as const) {
-            for (const impl of ["fused", "unfused", "tfjs"] as const) {
+            for (const impl of ["fused", "unfused", "tfjs", "ort", "jax"] as const) {
               if (impl === "tfjs" && !withTfjs) continue;
+              if ((impl === "ort" || impl === "jax") && !withPeers) continue;
+              if (impl === "ort" && pass === "backward") continue; // ORT has no backward
               if (precision === "f16" && impl !== "fused") continue;
               for (const activation of ["softmax", "sigmoid"] as const) {
                 const base = {
@@ -142,16 +172,24 @@ export function fixtureResults(options: FixtureOptions = {}): SweepResults {
                   causal,
                 );
                 const ms = flops(batch, heads, seqLen, headDim, causal, pass) / gflops / 1e6;
+                const peer = impl === "tfjs" || impl === "ort" || impl === "jax";
+                // The peers have only the wall clock; sigmax's wall clock adds submit overhead.
+                const wall = peer ? ms : ms * 1.15 + 0.2;
                 records.push({
                   ...base,
                   msMedian: ms,
                   msMin: ms * 0.97,
                   msMax: ms * 1.08,
                   gflops,
-                  peakBytes: fakeBytes(impl, pass, precision, batch, heads, seqLen, headDim),
-                  clock: impl === "tfjs" ? "wall" : "timestamp",
-                  // TF.js has only the wall clock; sigmax's wall clock adds submit overhead.
-                  msWallMedian: impl === "tfjs" ? ms : ms * 1.15 + 0.2,
+                  // ORT and jax-js allocate on devices of their own: unknown (0).
+                  peakBytes: impl === "ort" || impl === "jax"
+                    ? 0
+                    : fakeBytes(impl, pass, precision, batch, heads, seqLen, headDim),
+                  clock: peer ? "wall" : "timestamp",
+                  msWallMedian: wall,
+                  msWallMin: peer ? ms * 0.97 : wall * 0.95,
+                  msWallMax: peer ? ms * 1.08 : wall * 1.1,
+                  ...(RAN[impl] ? { ran: RAN[impl]![activation] } : {}),
                 });
               }
             }
@@ -221,9 +259,9 @@ export function fixtureResults(options: FixtureOptions = {}): SweepResults {
     training,
   };
   if (options.roofline ?? true) {
-    results.roofline = withTfjs
-      ? { gflops: 612.4, size: 2048, tfjsGflops: 433.9 }
-      : { gflops: 612.4, size: 2048 };
+    results.roofline = { gflops: 612.4, size: 2048 };
+    if (withTfjs) results.roofline.tfjsGflops = 433.9;
+    if (withPeers) results.roofline.jaxGflops = 287.6;
   }
   return results;
 }

@@ -38,7 +38,7 @@ Deno.test("the gpu preset covers the issue's grid, and --smoke shrinks it for a 
   assert.deepEqual(gpu.causal, [false, true]);
   assert.deepEqual(gpu.precisions, ["f32", "f16"]);
   assert.deepEqual(gpu.passes, ["forward", "backward"]);
-  assert.deepEqual(gpu.implementations, ["fused", "unfused", "tfjs"]);
+  assert.deepEqual(gpu.implementations, ["fused", "unfused", "tfjs", "ort", "jax"]);
   assert.ok(gpu.checks && gpu.checks.length > 0 && gpu.budgetSeconds! < 480);
   const smoke = smokePreset(gpu);
   assert.equal(smoke.name, "gpu-smoke");

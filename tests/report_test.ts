@@ -56,7 +56,13 @@ Deno.test("report HTML inlines Chart.js, embeds the results and references no UR
     html,
     /<td>fused<\/td><td>softmax<\/td><td class="num">32<\/td><td class="num">65536</,
   );
-  assert.ok(html.includes("window.__sigmaxCharts = drawn"));
+  // The shared page script (bench/page_script.js), inlined, with the page's settings.
+  assert.ok(html.includes("__sigmaxCharts: drawn"));
+  assert.deepEqual(embedded(html, "sigmax-page"), {
+    tag: "sigmax report",
+    noteClass: "note",
+    legendPointStyle: false,
+  });
 });
 
 Deno.test("report HTML: one canvas per chart spec, stable ids, every chart kind per group", async () => {
@@ -76,7 +82,7 @@ Deno.test("report HTML: one canvas per chart spec, stable ids, every chart kind 
   assert.equal(count("activation"), groups);
   // f16 has only the fused kernel: no fused/unfused or fused/TF.js ratio there, a note instead.
   assert.equal(count("implementation"), groups / 2);
-  assert.match(html, /Not drawn \(needs fused records and unfused or TF\.js records/);
+  assert.match(html, /Not drawn \(needs fused records and unfused or peer records/);
   for (
     const id of [
       "chart-throughput-forward-f32-d64-full-b1h4",
@@ -95,14 +101,14 @@ Deno.test("report HTML: the plotted values are the records' (ratios, roofline %,
   const results = fixtureResults();
   const specs = embedded(await reportHtml(results), "sigmax-charts") as {
     id: string;
-    series: { label: string; points: [number, number][] }[];
+    series: { label: string; points: { x: number; y: number }[] }[];
   }[];
   const line = (id: string, label: string) => {
     const spec = specs.find((s) => s.id === id);
     assert.ok(spec, `${id} missing`);
     const series = spec.series.find((s) => s.label === label);
     assert.ok(series, `${id} has no "${label}"`);
-    return new Map(series.points);
+    return new Map(series.points.map((p) => [p.x, p.y]));
   };
   const at = { pass: "forward", precision: "f32", headDim: 64, causal: false } as const;
   const r = (impl: "fused" | "unfused" | "tfjs", activation: "softmax" | "sigmoid") =>
@@ -144,6 +150,7 @@ Deno.test("report HTML skips charts without data with a note, and never throws",
   // No TF.js, no roofline, no training, no failures, f32 only.
   const sparse = fixtureResults({
     tfjs: false,
+    peers: false,
     roofline: false,
     training: false,
     failures: false,
@@ -157,7 +164,8 @@ Deno.test("report HTML skips charts without data with a note, and never throws",
   assert.match(html, /No training step records\./);
   assert.match(html, /No case failed\./);
   const specs = embedded(html, "sigmax-charts") as { series: { label: string }[] }[];
-  assert.ok(specs.every((s) => s.series.every((l) => !l.label.includes("TF.js"))));
+  assert.ok(specs.every((s) => s.series.every((l) => !/TF\.js|ORT|jax-js/.test(l.label))));
+  assert.match(html, /No peer ran\./);
   assert.equal(ids.length, 8 * 4, "8 groups × (throughput, activation, implementation, memory)");
 
   // No records at all: notes only, no canvas.
@@ -344,7 +352,14 @@ Deno.test("validateResults names the first bad field", () => {
     [
       "records[1].impl",
       (d) => rec(d, 1).impl = "cuda",
-      /one of "fused", "unfused", "tfjs", got "cuda"/,
+      /one of "fused", "unfused", "tfjs", "ort", "jax", got "cuda"/,
+    ],
+    ["records[8].msWallMin", (d) => rec(d, 8).msWallMin = "1", /finite number, got "1"/],
+    [`records[${ORT}].ran`, (d) => delete rec(d, ORT).ran, /must be a string, got nothing/],
+    [
+      "peersSkipped[0].impl",
+      (d) => d.peersSkipped = [{ impl: "fused", reason: "x" }],
+      /one of "tfjs", "ort", "jax", got "fused"/,
     ],
     ["records[4].seqLen", (d) => rec(d, 4).seqLen = 0, /positive integer, got 0/],
     ["records[5].causal", (d) => delete rec(d, 5).causal, /true or false, got nothing/],
@@ -371,11 +386,19 @@ Deno.test("validateResults names the first bad field", () => {
       },
     );
   }
+  // A jax-js record may leave out what it ran; an ORT record may not (above).
+  const noRan = JSON.parse(JSON.stringify(fixtureResults()));
+  delete noRan.records[JAX].ran;
+  assert.equal(validateResults(noRan).version, 1);
   // The renderers validate too.
   const bad = JSON.parse(JSON.stringify(fixtureResults()));
   bad.records[0].gflops = "fast";
   assert.throws(() => reportMarkdown(bad), /records\[0\]\.gflops/);
 });
+
+/** The index of the fixture's first ORT record and first jax-js record. */
+const ORT = fixtureResults().records.findIndex((r) => r.impl === "ort");
+const JAX = fixtureResults().records.findIndex((r) => r.impl === "jax");
 
 function item(d: Record<string, unknown>, key: string, i: number): Record<string, unknown> {
   return (d[key] as Record<string, unknown>[])[i];
@@ -504,5 +527,131 @@ Deno.test("the Markdown puts the operation-count model's prediction beside each 
   assert.throws(
     () => validateResults({ ...results, model: [{ pass: "forward", headDim: 64 }] }),
     /model\[0\]\.sigmoidOverSoftmax/,
+  );
+});
+
+Deno.test("report shows ORT and jax-js beside TF.js: ratio lines, what ran, skipped peers", async () => {
+  const results = fixtureResults();
+  results.peersSkipped = [{ impl: "tfjs", reason: "TEST DATA: no <WebGPU> backend" }];
+  const html = await reportHtml(results);
+  type Spec = {
+    id: string;
+    series: { label: string; band?: string; points: { x: number; y: number }[] }[];
+  };
+  const specs = embedded(html, "sigmax-charts") as Spec[];
+  const labels = (id: string) => specs.find((s) => s.id === id)!.series.map((s) => s.label);
+  const fwd = "forward-f32-d64-full-b1h4", bwd = "backward-f32-d64-full-b1h4";
+  for (const label of ["ORT softmax", "ORT sigmoid", "jax-js softmax", "jax-js sigmoid"]) {
+    assert.ok(labels(`chart-throughput-${fwd}`).includes(label), label);
+    assert.ok(labels(`chart-roofline-${fwd}`).includes(label), label);
+  }
+  assert.ok(labels(`chart-activation-${fwd}`).includes("ORT sigmoid / softmax"));
+  assert.ok(labels(`chart-implementation-${fwd}`).includes("fused / ORT softmax"));
+  assert.ok(labels(`chart-implementation-${fwd}`).includes("fused / jax-js sigmoid"));
+  // ORT has no backward; jax-js has.
+  assert.ok(!labels(`chart-implementation-${bwd}`).some((l) => l.includes("ORT")));
+  assert.ok(labels(`chart-implementation-${bwd}`).includes("fused / jax-js softmax"));
+  // Their devices are their own: no peak memory, so no memory line.
+  assert.ok(!labels(`chart-memory-${fwd}`).some((l) => /ORT|jax-js/.test(l)));
+  // The ratio is on the wall clock (ORT has no other), its value the records'.
+  const at = {
+    pass: "forward",
+    precision: "f32",
+    headDim: 64,
+    causal: false,
+    seqLen: 1024,
+  } as const;
+  const ort = recordOf(results, { ...at, impl: "ort", activation: "softmax" });
+  const fused = recordOf(results, { ...at, impl: "fused", activation: "softmax" });
+  const ratio = specs.find((s) => s.id === `chart-implementation-${fwd}`)!.series
+    .find((s) => s.label === "fused / ORT softmax")!.points.find((p) => p.x === 1024)!;
+  assert.equal(ratio.y, ort.msWallMedian / fused.msWallMedian);
+  // The peers' table: every peer record, with the kernel ORT ran, escaped.
+  const section = html.slice(
+    html.indexOf('<section id="peers">'),
+    html.indexOf('<section id="failures">'),
+  );
+  const rows = [...section.matchAll(/<tr><td>(TF\.js|ORT|jax-js)<\/td>/g)].length;
+  assert.equal(rows, results.records.filter((r) => ["tfjs", "ort", "jax"].includes(r.impl)).length);
+  assert.ok(section.includes("FlashAttention (fused; programs: CopyKVCache, FlashAttention)"));
+  assert.ok(section.includes("jit(nn.dotProductAttention)"));
+  assert.ok(section.includes("Not run: TF.js: TEST DATA: no &lt;WebGPU&gt; backend"));
+  assert.ok(html.includes("jax-js 287.6 GFLOP/s"), "jax-js's matmul beside the roofline");
+
+  // Markdown: a fused/peer row per peer, what each peer ran at the shape, the skipped peer.
+  const md = reportMarkdown(results);
+  const heading = /### Forward: B=1, H=4, S=1024, D=64, f32, non-causal/;
+  const jax = recordOf(results, { ...at, impl: "jax", activation: "sigmoid" });
+  const fusedSig = recordOf(results, { ...at, impl: "fused", activation: "sigmoid" });
+  assert.deepEqual(mdRow(md, heading, "fused / ORT"), [
+    `${(ort.msWallMedian / fused.msWallMedian).toFixed(2)}×`,
+    `${
+      (recordOf(results, { ...at, impl: "ort", activation: "sigmoid" }).msWallMedian /
+        fusedSig.msWallMedian).toFixed(2)
+    }×`,
+  ]);
+  assert.equal(
+    mdRow(md, heading, "fused / jax-js")[1],
+    `${(jax.msWallMedian / fusedSig.msWallMedian).toFixed(2)}×`,
+  );
+  assert.deepEqual(mdRow(md, /### Backward/, "fused / ORT"), ["—", "—"]);
+  assert.match(md, /- ORT softmax: TEST DATA: MultiHeadAttention; FlashAttention \(fused;/);
+  assert.match(md, /Not run: TF\.js: TEST DATA: no &lt;WebGPU> backend/);
+});
+
+Deno.test("report charts carry each figure's spread: the slowest to the fastest run, as a band", async () => {
+  const results = fixtureResults();
+  type Point = { x: number; y: number; low: number | null; high: number | null };
+  const specs = embedded(await reportHtml(results), "sigmax-charts") as {
+    id: string;
+    series: { label: string; band?: string; points: Point[] }[];
+  }[];
+  const point = (id: string, label: string, x: number) => {
+    const s = specs.find((c) => c.id === id)!.series.find((l) => l.label === label)!;
+    assert.ok(s.band, `${id} ${label} has a band`);
+    return s.points.find((p) => p.x === x)!;
+  };
+  const key = "forward-f32-d64-full-b1h4";
+  const at = {
+    pass: "forward",
+    precision: "f32",
+    headDim: 64,
+    causal: false,
+    seqLen: 512,
+  } as const;
+  const r = (impl: "fused" | "ort" | "unfused", activation: "softmax" | "sigmoid") =>
+    recordOf(results, { ...at, impl, activation });
+  const close = (a: number | null, b: number) =>
+    assert.ok(a !== null && Math.abs(a - b) <= 1e-12 * Math.abs(b), `${a} ≠ ${b}`);
+  // Throughput: flops / ms, so the slowest run gives the low bound.
+  const f = r("fused", "softmax");
+  const t = point(`chart-throughput-${key}`, "fused softmax", 512);
+  assert.equal(t.y, f.gflops);
+  close(t.low, f.gflops * f.msMedian / f.msMax);
+  close(t.high, f.gflops * f.msMedian / f.msMin);
+  assert.ok(t.low! < t.y && t.y < t.high!);
+  // Same clock: fused's slowest against unfused's fastest, to the reverse.
+  const u = r("unfused", "sigmoid"), fs = r("fused", "sigmoid");
+  const same = point(`chart-implementation-${key}`, "fused / unfused sigmoid", 512);
+  close(same.low, u.msMin / fs.msMax);
+  close(same.high, u.msMax / fs.msMin);
+  // Across clocks: the wall-clock extremes.
+  const o = r("ort", "softmax");
+  const across = point(`chart-implementation-${key}`, "fused / ORT softmax", 512);
+  close(across.low, o.msWallMin! / f.msWallMax!);
+  close(across.high, o.msWallMax! / f.msWallMin!);
+  // Without a recorded wall-clock spread, the ratio has no band, and the page draws none.
+  const bare = fixtureResults({ seqLens: [512], headDims: [64], causal: [false], f16: false });
+  for (const rec of bare.records) delete rec.msWallMin, delete rec.msWallMax;
+  const bareSpecs = embedded(await reportHtml(bare), "sigmax-charts") as typeof specs;
+  const s = bareSpecs.find((c) => c.id === `chart-implementation-${key}`)!.series
+    .find((l) => l.label === "fused / ORT softmax")!;
+  assert.equal(s.band, undefined);
+  assert.deepEqual([s.points[0].low, s.points[0].high], [null, null]);
+  // Memory is not a timing: no band.
+  assert.ok(
+    specs.filter((c) => c.id.startsWith("chart-memory-")).every((c) =>
+      c.series.every((l) => l.band === undefined)
+    ),
   );
 });

@@ -30,7 +30,7 @@ interface Spec {
   yLog: boolean;
   series: {
     label: string;
-    points: { n: number; y: number; low: number | null; high: number | null }[];
+    points: { x: number; y: number; low: number | null; high: number | null }[];
   }[];
   lines: { label: string; y: number; dash: number[] }[];
 }
@@ -64,7 +64,13 @@ Deno.test("study page inlines Chart.js, embeds the analysis and references no UR
   assert.doesNotMatch(html, /@import|url\(\s*["']?https?:/i);
   // The analysis, whole, as the page embeds it.
   assert.deepEqual(embedded(html, "sigmax-study"), JSON.parse(JSON.stringify(analysis)));
-  assert.ok(html.includes("window.__sigmaxCharts = drawn"));
+  // The shared page script (bench/page_script.js), with the study page's settings.
+  assert.ok(html.includes("__sigmaxCharts: drawn"));
+  assert.deepEqual(embedded(html, "sigmax-page"), {
+    tag: "sigmax study",
+    noteClass: "note chart-error",
+    legendPointStyle: true,
+  });
 });
 
 Deno.test("study page: one canvas per chart, in the order of the chart specs", async () => {
@@ -82,7 +88,7 @@ Deno.test("study page: one canvas per chart, in the order of the chart specs", a
       `${s.id}: one line per activation`,
     );
     for (const k of s.series) {
-      assert.deepEqual(k.points.map((p) => p.n), [16, 64], `${s.id}: points at every n`);
+      assert.deepEqual(k.points.map((p) => p.x), [16, 64], `${s.id}: points at every n`);
       for (const p of k.points) {
         assert.ok(
           p.low !== null && p.high !== null && p.low <= p.y && p.y <= p.high,
@@ -253,8 +259,8 @@ Deno.test("study page escapes the analysis's text and keeps its JSON intact", as
   assert.ok(!own.includes("<script>alert"), "raw markup from the data");
   assert.ok(!own.includes("<b>") && !own.includes("<i>"));
   assert.ok(own.includes("&lt;/script&gt;&lt;script&gt;alert(&quot;x&quot;)"));
-  // Exactly the page's own scripts: Chart.js, the two JSON blocks and the page script.
-  assert.equal(html.match(/<\/script>/g)?.length, 4);
+  // Exactly the page's own scripts: Chart.js, the three JSON blocks and the page script.
+  assert.equal(html.match(/<\/script>/g)?.length, 5);
   assert.deepEqual(embedded(html, "sigmax-study"), JSON.parse(JSON.stringify(analysis)));
   assert.ok(canvasIds(html).includes("chart-task-so_rt__x_"));
 });

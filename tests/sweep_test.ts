@@ -1,8 +1,15 @@
-/** The throughput sweep on a tiny preset: records, recorded failures, the probes, the file. */
+/**
+ * The throughput sweep on a tiny preset: records, recorded failures, the
+ * probes, the file; and with the peers ONNX Runtime Web and jax-js (skipped
+ * with the reason where they cannot load, required in CI).
+ */
 
 import assert from "node:assert/strict";
-import { estimateBytes, runSweep, type SweepPreset } from "../bench/sweep.ts";
+import { estimateBytes, PRESETS, runSweep, smokePreset, type SweepPreset } from "../bench/sweep.ts";
 import type { SweepResults } from "../bench/results.ts";
+import { validateResults } from "../bench/report.ts";
+import { loadPeers } from "../bench/peers/peers.ts";
+import { skipPeer } from "./_helpers.ts";
 
 const TINY: SweepPreset = {
   name: "tiny",
@@ -56,4 +63,63 @@ Deno.test("the sweep records every case, records failures and goes on, probes le
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the sweep times ORT (forward only, with the kernel it ran) and jax-js beside sigmax", async () => {
+  const peers = await loadPeers(["ort", "jax"]);
+  const unavailable = [...peers.skipped].map(([p, why]) => `${p}: ${why}`).join("; ") || undefined;
+  if (skipPeer("tests/sweep_test.ts (peers)", unavailable)) return;
+  const dir = await Deno.makeTempDir({ prefix: "sigmax-sweep-peers-" });
+  try {
+    const preset: SweepPreset = {
+      ...TINY,
+      seqLens: [16],
+      headDims: [8],
+      implementations: ["fused", "ort", "jax"],
+      maxSeqLen: { ...TINY.maxSeqLen, seqLens: [64] },
+    };
+    const results = await runSweep(preset, { out: `${dir}/results.json`, progress: false });
+    assert.deepEqual(results.failures, []);
+    assert.equal(results.peersSkipped, undefined);
+    const of = (impl: string, pass: string) =>
+      results.records.filter((r) => r.impl === impl && r.pass === pass);
+    // ORT has no backward; jax-js has both passes; both activations each.
+    assert.equal(of("ort", "forward").length, 2);
+    assert.equal(of("ort", "backward").length, 0);
+    assert.equal(of("jax", "forward").length, 2);
+    assert.equal(of("jax", "backward").length, 2);
+    for (const r of results.records.filter((r) => r.impl === "ort" || r.impl === "jax")) {
+      assert.equal(r.clock, "wall");
+      assert.equal(r.precision, "f32");
+      assert.ok(r.msMin <= r.msMedian && r.msMedian <= r.msMax);
+      assert.equal(r.msWallMedian, r.msMedian);
+      assert.ok(r.gflops > 0 && r.ran);
+    }
+    const ortSoftmax = of("ort", "forward").find((r) => r.activation === "softmax")!;
+    assert.match(
+      ortSoftmax.ran!,
+      /^MultiHeadAttention; FlashAttention \(fused;.*ORT's own device$/,
+    );
+    const ortSigmoid = of("ort", "forward").find((r) => r.activation === "sigmoid")!;
+    assert.match(ortSigmoid.ran!, /^unfused composition; unfused/);
+    // sigmax's records carry their wall-clock spread, the ratios' band across clocks.
+    for (const r of results.records.filter((r) => r.impl === "fused")) {
+      assert.ok(r.msWallMin! <= r.msWallMedian && r.msWallMedian <= r.msWallMax!);
+    }
+    // No longest-sequence probe for the peers on devices of their own; jax-js's matmul.
+    assert.deepEqual([...new Set(results.maxSeqLen.map((m) => m.impl))], ["fused"]);
+    assert.ok(results.roofline!.jaxGflops! > 0);
+    // The report takes it.
+    assert.equal(validateResults(JSON.parse(JSON.stringify(results))).records.length, 10);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the presets time every peer, and the quick curves have four sequence lengths", () => {
+  for (const preset of Object.values(PRESETS)) {
+    assert.deepEqual(preset.implementations, ["fused", "unfused", "tfjs", "ort", "jax"]);
+  }
+  assert.ok(PRESETS.quick.seqLens.length >= 4, `${PRESETS.quick.seqLens}`);
+  assert.ok(smokePreset(PRESETS.quick).seqLens.length >= 4);
 });
