@@ -4,8 +4,25 @@
  * block of the unfused attention baseline (scores = Q·Kᵀ, out = P·V) and of
  * the training module's dense layers.
  *
- * In llm.c order: a plain-TS reference, the WGSL generator (a tiled,
- * register-blocked kernel), then the launcher.
+ * In llm.c order: a plain-TS reference, the WGSL generators, then the
+ * launcher. Two kernels compute a product, chosen from its shape when the
+ * plan is made ({@linkcode matmulPath}):
+ *
+ * - `"tiled"`: a workgroup stages 128×64 tiles of op(A) and op(B) in
+ *   workgroup memory and each invocation keeps a 16×8 block of C in
+ *   registers: the kernel for large products (the unfused attention
+ *   baseline's S×S scores, the roofline).
+ * - `"direct"`: no workgroup memory and no barriers; each invocation reads
+ *   its rows of op(A) and columns of op(B) straight from global memory and
+ *   keeps a 16×8 block of C, a workgroup covering 128×32. It is the kernel for
+ *   the training module's small products (a `[32, 576]ᵀ·[576, 32]` weight
+ *   gradient), where a 128×64 tile would be mostly zero padding.
+ *
+ * Either can split the summed dimension K (split-K): the product runs as
+ * `splitK` slices of K, each workgroup writing its slice's partial product to
+ * a scratch buffer, and a second dispatch sums the slices in a fixed order
+ * and scales them. It gives a product with a tiny output and a long K (one
+ * workgroup's worth of C) more than one workgroup to run on.
  *
  * @module
  */
@@ -87,6 +104,106 @@ export function matmulReference(
 // ---------------------------------------------------------------------------
 // WGSL
 
+// Shared pieces of the two kernels.
+
+const _range = (n: number) => [...Array(n).keys()];
+const _elem = (vec4?: boolean) => vec4 ? "vec4<f32>" : "f32";
+
+/** The uniform block of both kernels and of the split-K sum (32 bytes). */
+const _PARAMS_WGSL =
+  `// kChunk: k per slice of split-K; splits: slices; sumAlpha: the split sum's scale
+struct Params { batch: u32, m: u32, n: u32, k: u32, alpha: f32, kChunk: u32, splits: u32, sumAlpha: f32 }`;
+
+/** Where workgroup z's batch entry starts in A, B and C, and its slice of k. */
+const _offsetsWgsl = `var<private> aOff: u32; // where this batch entry starts in A, B (elements)
+var<private> bOff: u32;
+var<private> cOff: u32; // where this (batch entry, k slice) starts in C
+var<private> kBegin: u32;
+
+// Sets the offsets of workgroup z = b · splits + s and returns the end of its slice of k.
+fn _offsets(z: u32) -> u32 {
+  let b = z / p.splits;
+  let s = z % p.splits;
+  aOff = b * p.m * p.k;
+  bOff = b * p.k * p.n;
+  cOff = z * p.m * p.n;
+  kBegin = s * p.kChunk;
+  return min(p.k, kBegin + p.kChunk);
+}`;
+
+/**
+ * Stored elements (row, col .. col+3) of a row-major [rows, cols] matrix at
+ * element offset `off`, zero outside it.
+ */
+function _loader(
+  fn: string,
+  buf: string,
+  off: string,
+  rows: string,
+  cols: string,
+  vec4?: boolean,
+): string {
+  return vec4
+    ? `fn ${fn}(row: u32, col: u32) -> vec4<f32> {
+  if (row < ${rows} && col < ${cols}) { return ${buf}[(${off} + row * ${cols} + col) / 4u]; }
+  return vec4<f32>();
+}`
+    : `fn ${fn}(row: u32, col: u32) -> vec4<f32> {
+  var v = vec4<f32>();
+  if (row < ${rows}) {
+    let i = ${off} + row * ${cols} + col;
+${
+      _range(4).map((t) => `    if (col + ${t}u < ${cols}) { v[${t}] = ${buf}[i + ${t}u]; }`).join(
+        "\n",
+      )
+    }
+  }
+  return v;
+}`;
+}
+
+/** `_storeC(row, col, v)`: C[row, col .. col+3] = v, within C's bounds. */
+function _storer(vec4?: boolean): string {
+  return vec4
+    ? `fn _storeC(row: u32, col: u32, v: vec4<f32>) {
+  if (row < p.m && col < p.n) { C[(cOff + row * p.n + col) / 4u] = v; }
+}`
+    : `fn _storeC(row: u32, col: u32, v: vec4<f32>) {
+  if (row < p.m) {
+    let i = cOff + row * p.n + col;
+${_range(4).map((t) => `    if (col + ${t}u < p.n) { C[i + ${t}u] = v[${t}]; }`).join("\n")}
+  }
+}`;
+}
+
+/**
+ * The register block of one invocation: RM × RN accumulators (`acc{i}_{g}` =
+ * C[row i, columns 4g .. 4g+3] of the block), the multiply-adds of one step
+ * of four k given the reads `a…` and `b…` (see the kernels), and the stores.
+ */
+function _block(
+  transA: boolean,
+  transB: boolean,
+  RM: number,
+  RN: number,
+): { fmas: string[]; accs: string[]; stores: string[] } {
+  const range = _range;
+  const aAt = (i: number, t: number) => transA ? `a${t}_${i >> 2}[${i & 3}]` : `a${i}[${t}]`;
+  const bRow = (g: number, t: number) =>
+    transB ? `vec4<f32>(${range(4).map((j) => `b${4 * g + j}[${t}]`).join(", ")})` : `b${t}_${g}`;
+  // acc{i}_{g} += Σ_t aAt(i, t) · bRow(g, t), as one nested fma per accumulator.
+  const fma = (i: number, g: number) => (acc: string, t: number) =>
+    `fma(vec4<f32>(${aAt(i, t)}), ${bRow(g, t)}, ${acc})`;
+  const fmas = range(RM).flatMap((i) =>
+    range(RN / 4).map((g) => `acc${i}_${g} = ${range(4).reduce(fma(i, g), `acc${i}_${g}`)};`)
+  );
+  const accs = range(RM).flatMap((i) => range(RN / 4).map((g) => `acc${i}_${g}`));
+  const stores = range(RM).flatMap((i) =>
+    range(RN / 4).map((g) => `_storeC(r0 + ${i}u, c0 + ${4 * g}u, acc${i}_${g} * p.alpha);`)
+  );
+  return { fmas, accs, stores };
+}
+
 /** Compile-time choices of {@linkcode matmulWgsl}. */
 export interface MatmulWgslConfig {
   /** A is stored `[batch, k, m]`. */
@@ -124,9 +241,14 @@ const _TILE_N = _CONSTANTS.WG_X * _RN;
  * WGSL for `C[b] = alpha · op(A[b]) · op(B[b])`, entry point `main`.
  *
  * Bindings (group 0): 0 = A and 1 = B (read-only storage), 2 = C (storage),
- * 3 = uniform `{ batch, m, n, k: u32, alpha: f32 }`. Dispatch
- * `(ceil(n / TILE_N), ceil(m / TILE_M), batch)` workgroups, where
- * `TILE_M = WG_Y · rowsPerThread` and `TILE_N = WG_X · colsPerThread`.
+ * 3 = uniform `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32, sumAlpha: f32 }`.
+ * Dispatch `(ceil(n / TILE_N), ceil(m / TILE_M), batch · splits)` workgroups,
+ * where `TILE_M = WG_Y · rowsPerThread` and `TILE_N = WG_X · colsPerThread`.
+ * Workgroup z sums k in `[s · kChunk, (s + 1) · kChunk)` of batch entry
+ * `b = z / splits` (`s = z % splits`, `kChunk` a multiple of `TILE_K`) into
+ * `C[b, s]`, so with `splits = 1` and `kChunk ≥ k`, C is the product itself;
+ * with more, C holds the slices' partial products for
+ * {@linkcode matmulSplitSumWgsl}.
  *
  * Each invocation accumulates a `rowsPerThread × colsPerThread` block of C in
  * registers. The workgroup walks k in steps of `TILE_K`, staging the op(A) and
@@ -146,7 +268,7 @@ export function matmulWgsl(config: MatmulWgslConfig): string {
       `matmulWgsl: rowsPerThread and colsPerThread must be positive multiples of 4, got ${RM}, ${RN}`,
     );
   }
-  const range = (n: number) => [...Array(n).keys()];
+  const range = _range;
 
   // A tile is an array of vec4s, [R, C/4], mirroring the stored matrix: element
   // l holds stored (r0 + l / (C/4), c0 + 4·(l % (C/4)) .. +3).
@@ -191,55 +313,9 @@ export function matmulWgsl(config: MatmulWgslConfig): string {
       }
     }
   }
-  const aAt = (i: number, t: number) => transA ? `a${t}_${i >> 2}[${i & 3}]` : `a${i}[${t}]`;
-  const bRow = (g: number, t: number) =>
-    transB ? `vec4<f32>(${range(4).map((j) => `b${4 * g + j}[${t}]`).join(", ")})` : `b${t}_${g}`;
-  // acc{i}_{g} += Σ_t aAt(i, t) · bRow(g, t), as one nested fma per accumulator.
-  const fma = (i: number, g: number) => (acc: string, t: number) =>
-    `fma(vec4<f32>(${aAt(i, t)}), ${bRow(g, t)}, ${acc})`;
-  const fmas = range(RM).flatMap((i) =>
-    range(RN / 4).map((g) => `acc${i}_${g} = ${range(4).reduce(fma(i, g), `acc${i}_${g}`)};`)
-  );
-  // acc{i}_{g} = C[row i of this invocation, columns 4g .. 4g+3]
-  const accs = range(RM).flatMap((i) => range(RN / 4).map((g) => `acc${i}_${g}`));
-  const stores = range(RM).flatMap((i) =>
-    range(RN / 4).map((g) => `_storeC(r0 + ${i}u, c0 + ${4 * g}u, acc${i}_${g} * p.alpha);`)
-  );
+  const { fmas, accs, stores } = _block(transA, transB, RM, RN);
 
-  // Stored elements (row, col .. col+3) of a row-major [rows, cols] matrix at
-  // element offset `off`, zero outside it.
-  const loader = (
-    fn: string,
-    buf: string,
-    off: string,
-    rows: string,
-    cols: string,
-    vec4?: boolean,
-  ) =>
-    vec4
-      ? `fn ${fn}(row: u32, col: u32) -> vec4<f32> {
-  if (row < ${rows} && col < ${cols}) { return ${buf}[(${off} + row * ${cols} + col) / 4u]; }
-  return vec4<f32>();
-}`
-      : `fn ${fn}(row: u32, col: u32) -> vec4<f32> {
-  var v = vec4<f32>();
-  if (row < ${rows}) {
-    let i = ${off} + row * ${cols} + col;
-${range(4).map((t) => `    if (col + ${t}u < ${cols}) { v[${t}] = ${buf}[i + ${t}u]; }`).join("\n")}
-  }
-  return v;
-}`;
-  const storer = config.vec4C
-    ? `fn _storeC(row: u32, col: u32, v: vec4<f32>) {
-  if (row < p.m && col < p.n) { C[(cOff + row * p.n + col) / 4u] = v; }
-}`
-    : `fn _storeC(row: u32, col: u32, v: vec4<f32>) {
-  if (row < p.m) {
-    let i = cOff + row * p.n + col;
-${range(4).map((t) => `    if (col + ${t}u < p.n) { C[i + ${t}u] = v[${t}]; }`).join("\n")}
-  }
-}`;
-  const elem = (vec4?: boolean) => vec4 ? "vec4<f32>" : "f32";
+  const elem = _elem;
   const name = `matmul.${transA ? "t" : "n"}${transB ? "t" : "n"}`;
   const shapeA = transA ? "[B,K,M]" : "[B,M,K]";
   const shapeB = transB ? "[B,N,K]" : "[B,K,N]";
@@ -257,24 +333,22 @@ override TILE_N = WG_X * ${RN}u;            // columns of C per workgroup
 override TILE_A_LEN = TILE_M * TILE_K / 4u; // vec4s in the op(A) tile
 override TILE_B_LEN = TILE_N * TILE_K / 4u; // vec4s in the op(B) tile
 
-struct Params { batch: u32, m: u32, n: u32, k: u32, alpha: f32 }
+${_PARAMS_WGSL}
 
 @group(0) @binding(0) var<storage, read> A: array<${elem(config.vec4A)}>; // ${shapeA}
 @group(0) @binding(1) var<storage, read> B: array<${elem(config.vec4B)}>; // ${shapeB}
-@group(0) @binding(2) var<storage, read_write> C: array<${elem(config.vec4C)}>; // [B,M,N]
+@group(0) @binding(2) var<storage, read_write> C: array<${elem(config.vec4C)}>; // [B,SPLITS,M,N]
 @group(0) @binding(3) var<uniform> p: Params;
 
 var<workgroup> tileA: array<vec4<f32>, TILE_A_LEN>; // ${shapeTileA}
 var<workgroup> tileB: array<vec4<f32>, TILE_B_LEN>; // ${shapeTileB}
-var<private> aOff: u32; // where this batch entry starts in A, B, C (elements)
-var<private> bOff: u32;
-var<private> cOff: u32;
+${_offsetsWgsl}
 
-${loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
+${_loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
 
-${loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
+${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
 
-${storer}
+${_storer(config.vec4C)}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(
@@ -284,13 +358,11 @@ fn main(
 ) {
   let row0 = wg.y * TILE_M; // this workgroup's tile of C starts at (row0, col0)
   let col0 = wg.x * TILE_N;
-  aOff = wg.z * p.m * p.k;
-  bOff = wg.z * p.k * p.n;
-  cOff = wg.z * p.m * p.n;
+  let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
 
   ${accs.map((acc) => `var ${acc} = vec4<f32>();`).join("\n  ")}
 
-  for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+  for (var k0 = kBegin; k0 < kEnd; k0 += TILE_K) {
     // Stage op(A)[row0 .., k0 ..] and op(B)[k0 .., col0 ..], zero-padded.${stageA}${stageB}
     workgroupBarrier();
 
@@ -308,17 +380,212 @@ fn main(
 `;
 }
 
+/**
+ * The direct kernel's register block and workgroup: each invocation keeps a
+ * 16×8 block of C (the tiled kernel's), a 4×8 workgroup (32 invocations)
+ * covers 128×32. Measured on lavapipe, interleaved, on the training module's
+ * products ([32, 576]ᵀ·[576, 32], [576, 32]·[32, 32], [576, 32]·[32, 128],
+ * [576, 128]·[32, 128]ᵀ …) against 8×8, 16×4, 8×16 and 16×16 blocks in
+ * workgroups of 8 to 128 invocations: within the noise of the fastest on
+ * each (16×16 blocks ran up to 20% faster there, but 256 accumulators per
+ * invocation are more registers than a GPU has), 1.3–2× faster than 8×8
+ * blocks, and 2–8× faster than the tiled kernel, whose 128×64 tile is mostly
+ * padding on these shapes and whose barriers cost more than its staging saves.
+ */
+const _DIRECT = { RM: 16, RN: 8, WG_X: 4, WG_Y: 8 } as const;
+const _DIRECT_TILE_M = _DIRECT.WG_Y * _DIRECT.RM;
+const _DIRECT_TILE_N = _DIRECT.WG_X * _DIRECT.RN;
+
+/**
+ * WGSL for the direct kernel (see the module docs), entry point `main`, with
+ * the bindings, uniform and dispatch of {@linkcode matmulWgsl} (`TILE_M` =
+ * `WG_Y · rowsPerThread`, `TILE_N` = `WG_X · colsPerThread`, `kChunk` a
+ * multiple of 4). No workgroup memory and no barriers: each invocation walks
+ * its slice of k four at a time, reading `rowsPerThread + colsPerThread`
+ * `vec4`s of op(A) and op(B) from global memory (zero outside them) per
+ * `4 · rowsPerThread · colsPerThread` multiply-adds. `WG_X` and `WG_Y` are
+ * `override` constants; the transposes, `vec4` access and register block are
+ * compiled in.
+ */
+export function matmulDirectWgsl(config: MatmulWgslConfig): string {
+  const { transA, transB } = config;
+  const RM = config.rowsPerThread ?? _DIRECT.RM;
+  const RN = config.colsPerThread ?? _DIRECT.RN;
+  if (RM % 4 || RN % 4 || RM < 4 || RN < 4) {
+    throw new RangeError(
+      `matmulDirectWgsl: rowsPerThread and colsPerThread must be positive multiples of 4, got ${RM}, ${RN}`,
+    );
+  }
+  const range = _range;
+  // One step covers k .. k+3 (t = 0..3), read in the layout A and B are stored in.
+  const reads: string[] = [];
+  if (transA) { // a{t}_{g} = op(A)[rows r0+4g .. r0+4g+3, k + t] = A[k + t, r0+4g ..]
+    for (const t of range(4)) {
+      for (const g of range(RM / 4)) {
+        reads.push(`let a${t}_${g} = _loadA(k + ${t}u, r0 + ${4 * g}u);`);
+      }
+    }
+  } else { // a{i} = op(A)[row r0+i, k .. k+3]
+    for (const i of range(RM)) reads.push(`let a${i} = _loadA(r0 + ${i}u, k);`);
+  }
+  if (transB) { // b{j} = op(B)[k .. k+3, column c0+j] = B[c0+j, k ..]
+    for (const j of range(RN)) reads.push(`let b${j} = _loadB(c0 + ${j}u, k);`);
+  } else { // b{t}_{g} = op(B)[k + t, columns c0+4g .. c0+4g+3]
+    for (const t of range(4)) {
+      for (const g of range(RN / 4)) {
+        reads.push(`let b${t}_${g} = _loadB(k + ${t}u, c0 + ${4 * g}u);`);
+      }
+    }
+  }
+  const { fmas, accs, stores } = _block(transA, transB, RM, RN);
+  const name = `matmul.direct.${transA ? "t" : "n"}${transB ? "t" : "n"}`;
+  return /* wgsl */ `// ${name}: C[b] = alpha * op(A[b]) * op(B[b]), no workgroup memory
+override WG_X: u32 = ${_DIRECT.WG_X}; // invocations along n
+override WG_Y: u32 = ${_DIRECT.WG_Y}; // invocations along m
+
+${_PARAMS_WGSL}
+
+@group(0) @binding(0) var<storage, read> A: array<${_elem(config.vec4A)}>; // ${
+    transA ? "[B,K,M]" : "[B,M,K]"
+  }
+@group(0) @binding(1) var<storage, read> B: array<${_elem(config.vec4B)}>; // ${
+    transB ? "[B,N,K]" : "[B,K,N]"
+  }
+@group(0) @binding(2) var<storage, read_write> C: array<${_elem(config.vec4C)}>; // [B,SPLITS,M,N]
+@group(0) @binding(3) var<uniform> p: Params;
+
+${_offsetsWgsl}
+
+${_loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
+
+${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
+
+${_storer(config.vec4C)}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  // This invocation's block of C starts at (r0, c0).
+  let r0 = (wg.y * WG_Y + lid.y) * ${RM}u;
+  let c0 = (wg.x * WG_X + lid.x) * ${RN}u;
+  let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
+  if (r0 >= p.m || c0 >= p.n) { return; } // no barriers below: lanes may leave
+
+  ${accs.map((acc) => `var ${acc} = vec4<f32>();`).join("\n  ")}
+
+  for (var k = kBegin; k < kEnd; k += 4u) {
+    ${reads.join("\n    ")}
+    ${fmas.join("\n    ")}
+  }
+
+  ${stores.join("\n  ")}
+}
+`;
+}
+
+/** Invocations per workgroup of the split-K sum. */
+const _SUM_WG = 64;
+
+/**
+ * WGSL for the second dispatch of split-K, entry point `main`:
+ * `C[b, i] = sumAlpha · Σ_s P[b, s, i]` over the slices s = 0 … splits−1 in
+ * order, for each of the `m·n` elements i of each batch entry b. Bindings: 0 =
+ * the partial products P `[batch, splits, m, n]` (read-only storage), 1 = C
+ * `[batch, m, n]` (storage), 2 = the kernels' uniform. One invocation per
+ * element of C: dispatch `(x, y)` workgroups of 64 with `64·x·y ≥ batch·m·n`;
+ * element `gid.x + gid.y · 64·x`.
+ */
+export function matmulSplitSumWgsl(): string {
+  return /* wgsl */ `// matmul.split_sum: C[b, i] = sumAlpha * sum over s of P[b, s, i]
+${_PARAMS_WGSL}
+
+@group(0) @binding(0) var<storage, read> P: array<f32>; // [B,SPLITS,M,N]
+@group(0) @binding(1) var<storage, read_write> C: array<f32>; // [B,M,N]
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(${_SUM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${_SUM_WG}u;
+  let mn = p.m * p.n;
+  if (i >= p.batch * mn) { return; }
+  let b = i / mn;
+  let at = b * p.splits * mn + (i - b * mn); // P[b, 0, i]
+  var sum = 0.0;
+  for (var s = 0u; s < p.splits; s++) { sum += P[at + s * mn]; }
+  C[i] = p.sumAlpha * sum;
+}
+`;
+}
+
 // ---------------------------------------------------------------------------
 // Launcher
 
-/** Bytes of the uniform block `{ batch, m, n, k: u32, alpha: f32 }`, padded to 32. */
+/** How a product is computed: the kernel, and K cut into `splitK` slices of `kChunk`. */
+export interface MatmulPath {
+  /** `"tiled"` (workgroup-memory tiles, 128×64 of C) or `"direct"` (no workgroup memory, 128×32). */
+  kernel: "tiled" | "direct";
+  /** Slices of K, each summed by its own workgroups; 1 = no split. */
+  splitK: number;
+  /** k per slice: a multiple of 8, and `ceil(k / kChunk) = splitK`. */
+  kChunk: number;
+}
+
+/** How {@linkcode MatmulPlan.create} and {@linkcode matmul} compute a product. */
+export interface MatmulOptions {
+  /** The kernel: `"auto"` (default) chooses from the shape, see {@linkcode matmulPath}. */
+  kernel?: "auto" | "tiled" | "direct";
+  /**
+   * Slices of K (split-K): a positive integer, or `"auto"` (default), see
+   * {@linkcode matmulPath}. Slices are rounded to multiples of 8, so fewer
+   * may run than asked for (never an empty one).
+   */
+  splitK?: number | "auto";
+}
+
+/**
+ * The tiled kernel serves products whose C (per batch entry) covers at least
+ * this many elements, 16 of its 128×64 tiles; smaller ones go to the direct
+ * kernel, which has no barriers and pads less.
+ */
+const _TILED_MIN_OUTPUT = 16 * _TILE_M * _TILE_N;
+/** Automatic split-K gives a product at least this many workgroups… */
+const _SPLIT_MIN_WORKGROUPS = 4;
+/** …as long as each slice keeps at least this much of K. */
+const _SPLIT_MIN_K = 128;
+
+/**
+ * The kernel and split-K of a product, chosen from its shape when a plan is
+ * made (the same on every adapter, so a product's rounding does not depend
+ * on the machine's core count): the tiled kernel when C (per batch entry) has
+ * at least 16·128·64 elements, else the direct one; and K split into as many
+ * slices as bring the dispatch up to 4 workgroups, keeping at least 128 of K
+ * per slice (a `[32, 576]ᵀ·[576, 32]` weight gradient, one workgroup,
+ * runs as 4 slices of 144). `options` forces either choice.
+ */
+export function matmulPath(shape: MatmulShape, options: MatmulOptions = {}): MatmulPath {
+  _validateOptions(options);
+  const { batch, m, n, k } = shape;
+  const choice = options.kernel ?? "auto";
+  const kernel = choice !== "auto" ? choice : m * n >= _TILED_MIN_OUTPUT ? "tiled" : "direct";
+  const [tileM, tileN] = kernel === "tiled" ? [_TILE_M, _TILE_N] : [_DIRECT_TILE_M, _DIRECT_TILE_N];
+  const workgroups = batch * Math.ceil(m / tileM) * Math.ceil(n / tileN);
+  const asked = options.splitK ?? "auto";
+  const wanted = asked !== "auto" ? asked : workgroups >= _SPLIT_MIN_WORKGROUPS ? 1 : Math.max(
+    1,
+    Math.min(Math.ceil(_SPLIT_MIN_WORKGROUPS / workgroups), Math.floor(k / _SPLIT_MIN_K)),
+  );
+  const kChunk = Math.ceil(Math.ceil(k / wanted) / 8) * 8;
+  return { kernel, splitK: Math.ceil(k / kChunk), kChunk };
+}
+
+/** Bytes of the uniform block `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32, sumAlpha: f32 }`. */
 const _PARAMS_BYTES = 32;
 
 /**
- * A matrix product ready to encode: the pipeline for its transposes and
- * `vec4` alignment (cached per device, shared by every size) plus the plan's
- * own uniform buffer holding the sizes and alpha. Encode it as often as you
- * like; call {@linkcode MatmulPlan.destroy} when done.
+ * A matrix product ready to encode: the pipeline for its kernel, transposes
+ * and `vec4` alignment (cached per device, shared by every size) plus the
+ * plan's own uniform buffer holding the sizes and alpha, and with split-K the
+ * split sum's pipeline and a scratch buffer for the partial products. Encode
+ * it as often as you like; call {@linkcode MatmulPlan.destroy} when done.
  */
 export class MatmulPlan {
   /** Floating-point operations of one product: `2·batch·m·n·k`. */
@@ -327,45 +594,72 @@ export class MatmulPlan {
   readonly shape: Readonly<Required<MatmulShape>>;
   /** The scale applied to every product. */
   readonly alpha: number;
+  /** The kernel and split-K this plan runs. */
+  readonly path: Readonly<MatmulPath>;
   readonly #device: GPUDevice;
   readonly #pipeline: GPUComputePipeline;
+  readonly #sum: GPUComputePipeline | undefined;
+  readonly #partials: GPUBuffer | undefined;
   readonly #params: GPUBuffer;
   readonly #workgroups: [number, number, number];
+  readonly #sumWorkgroups: [number, number];
 
   private constructor(
     device: GPUDevice,
-    pipeline: GPUComputePipeline,
+    pipelines: { main: GPUComputePipeline; sum?: GPUComputePipeline },
     shape: Required<MatmulShape>,
     alpha: number,
+    path: MatmulPath,
   ) {
     const { batch, m, n, k } = shape;
+    const split = path.splitK > 1;
     this.#device = device;
-    this.#pipeline = pipeline;
+    this.#pipeline = pipelines.main;
+    this.#sum = pipelines.sum;
     this.shape = shape;
     this.alpha = alpha;
+    this.path = path;
     this.flops = 2 * batch * m * n * k;
-    this.#workgroups = [Math.ceil(n / _TILE_N), Math.ceil(m / _TILE_M), batch];
+    this.#workgroups = _workgroups(shape, path);
+    this.#sumWorkgroups = _sumWorkgroups(device, batch * m * n);
     this.#params = device.createBuffer({
-      label: `${pipeline.label}.params`,
+      label: `${pipelines.main.label}.params`,
       size: _PARAMS_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
+    this.#partials = split
+      ? createStorageBuffer(
+        device,
+        batch * path.splitK * m * n * 4,
+        `${pipelines.main.label}.partials`,
+      )
+      : undefined;
     const params = new ArrayBuffer(_PARAMS_BYTES);
     new Uint32Array(params, 0, 4).set([batch, m, n, k]);
-    new Float32Array(params, 16, 1)[0] = alpha;
+    new Float32Array(params, 16, 1)[0] = split ? 1 : alpha; // split: the sum scales
+    new Uint32Array(params, 20, 2).set([path.kChunk, path.splitK]);
+    new Float32Array(params, 28, 1)[0] = alpha;
     device.queue.writeBuffer(this.#params, 0, params);
   }
 
   /**
-   * Checks `shape` (and the device's dispatch and buffer limits), then builds
-   * or fetches the pipeline, labelled `matmul.nn`, `matmul.nt`, `matmul.tn` or
-   * `matmul.tt` plus the operands read or written as `vec4`s (e.g.
-   * `matmul.nt.vec4-abc`). Throws a `RangeError` for a bad shape before any
-   * GPU work.
+   * Checks `shape` and `options` (and the device's dispatch and buffer
+   * limits), then builds or fetches the pipeline, labelled `matmul.nn`,
+   * `matmul.nt`, `matmul.tn` or `matmul.tt` (the tiled kernel) or
+   * `matmul.direct.nn` … (the direct one) plus the operands read or written
+   * as `vec4`s (e.g. `matmul.nt.vec4-abc`), and with split-K
+   * `matmul.split_sum`. Throws a `RangeError` for a bad shape or option before
+   * any GPU work.
    */
-  static async create(device: GPUDevice, shape: MatmulShape, alpha = 1): Promise<MatmulPlan> {
+  static async create(
+    device: GPUDevice,
+    shape: MatmulShape,
+    alpha = 1,
+    options: MatmulOptions = {},
+  ): Promise<MatmulPlan> {
     _validate(shape, alpha);
-    _checkLimits(device, shape);
+    const path = matmulPath(shape, options);
+    _checkLimits(device, shape, path);
     _assertDeviceAlive(device);
     const { m, n, k } = shape;
     const transA = shape.transA ?? false;
@@ -379,56 +673,94 @@ export class MatmulPlan {
       vec4C: n % 4 === 0,
     };
     const vec4 = [config.vec4A && "a", config.vec4B && "b", config.vec4C && "c"].filter(Boolean);
-    const name = `matmul.${transA ? "t" : "n"}${transB ? "t" : "n"}` +
+    const name = `matmul.${path.kernel === "direct" ? "direct." : ""}` +
+      `${transA ? "t" : "n"}${transB ? "t" : "n"}` +
       (vec4.length ? `.vec4-${vec4.join("")}` : "");
-    const pipeline = await getPipeline(device, {
-      key: name,
-      label: name,
-      code: () => matmulWgsl(config),
-      constants: { ..._CONSTANTS },
-    });
-    return new MatmulPlan(device, pipeline, { ...shape, transA, transB }, alpha);
+    const [main, sum] = await Promise.all([
+      getPipeline(device, {
+        key: name,
+        label: name,
+        code: () => path.kernel === "direct" ? matmulDirectWgsl(config) : matmulWgsl(config),
+        constants: path.kernel === "direct"
+          ? { WG_X: _DIRECT.WG_X, WG_Y: _DIRECT.WG_Y }
+          : { ..._CONSTANTS },
+      }),
+      path.splitK > 1
+        ? getPipeline(device, {
+          key: "matmul.split_sum",
+          label: "matmul.split_sum",
+          code: matmulSplitSumWgsl,
+        })
+        : undefined,
+    ]);
+    return new MatmulPlan(device, { main, sum }, { ...shape, transA, transB }, alpha, path);
   }
 
   /**
-   * Records the product as one compute pass in `encoder`: reads `a`
-   * (`batch·m·k` f32) and `b` (`batch·k·n` f32), writes `c` (`batch·m·n` f32).
-   * Throws a `RangeError` if a buffer is too small.
+   * Records the product in `encoder` (one compute pass: one dispatch, or two
+   * with split-K): reads `a` (`batch·m·k` f32) and `b` (`batch·k·n` f32),
+   * writes `c` (`batch·m·n` f32). Throws a `RangeError` if a buffer is too
+   * small.
    */
   encode(encoder: GPUCommandEncoder, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer): void {
     const { batch, m, n, k } = this.shape;
     checkBufferSize("matmul buffer a", a, batch * m * k * 4);
     checkBufferSize("matmul buffer b", b, batch * k * n * 4);
     checkBufferSize("matmul buffer c", c, batch * m * n * 4);
-    const group = cachedBindGroup(this.#device, this.#pipeline, [a, b, c, this.#params]);
+    const device = this.#device;
+    const out = this.#partials ?? c;
+    const group = cachedBindGroup(device, this.#pipeline, [a, b, out, this.#params]);
     const pass = encoder.beginComputePass({ label: this.#pipeline.label });
     pass.setPipeline(this.#pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(...this.#workgroups);
+    if (this.#sum) {
+      pass.setPipeline(this.#sum);
+      pass.setBindGroup(0, cachedBindGroup(device, this.#sum, [out, c, this.#params]));
+      pass.dispatchWorkgroups(...this.#sumWorkgroups);
+    }
     pass.end();
   }
 
-  /** Frees the plan's uniform buffer; the cached pipeline stays. */
+  /** Frees the plan's uniform and scratch buffers; the cached pipelines stay. */
   destroy(): void {
     this.#params.destroy();
+    this.#partials?.destroy();
   }
+}
+
+/** Workgroups of the product's kernel: `(ceil(n / TILE_N), ceil(m / TILE_M), batch · splitK)`. */
+function _workgroups(shape: MatmulShape, path: MatmulPath): [number, number, number] {
+  const [tileM, tileN] = path.kernel === "tiled"
+    ? [_TILE_M, _TILE_N]
+    : [_DIRECT_TILE_M, _DIRECT_TILE_N];
+  return [Math.ceil(shape.n / tileN), Math.ceil(shape.m / tileM), shape.batch * path.splitK];
+}
+
+/** Workgroups `(x, y)` of the split sum over `count` elements of C. */
+function _sumWorkgroups(device: GPUDevice, count: number): [number, number] {
+  const groups = Math.ceil(count / _SUM_WG);
+  const x = Math.min(groups, device.limits.maxComputeWorkgroupsPerDimension);
+  return [x, Math.ceil(groups / x)];
 }
 
 /**
  * Computes `alpha · op(A) · op(B)` on the GPU: uploads `a` and `b`, runs one
- * {@linkcode MatmulPlan} and reads C (`[batch, m, n]`) back. Bad shapes or
+ * {@linkcode MatmulPlan} and reads C (`[batch, m, n]`) back. `kernel` and
+ * `splitK` choose how ({@linkcode MatmulOptions}). Bad shapes, options or
  * array lengths throw a `RangeError` before any GPU work.
  */
 export async function matmul(
   a: Float32Array,
   b: Float32Array,
   shape: MatmulShape,
-  options: { alpha?: number; device?: GPUDevice } = {},
+  options: { alpha?: number; device?: GPUDevice } & MatmulOptions = {},
 ): Promise<Float32Array> {
   const alpha = options.alpha ?? 1;
   _validate(shape, alpha, a, b);
+  _validateOptions(options);
   const device = options.device ?? await getDevice();
-  const plan = await MatmulPlan.create(device, shape, alpha);
+  const plan = await MatmulPlan.create(device, shape, alpha, options);
   const length = shape.batch * shape.m * shape.n;
   const aBuf = uploadBuffer(device, a, "matmul.a");
   const bBuf = uploadBuffer(device, b, "matmul.b");
@@ -475,21 +807,40 @@ function _validate(shape: MatmulShape, alpha: number, a?: Float32Array, b?: Floa
   }
 }
 
-/** Throws a `RangeError` if the shape exceeds the device's dispatch or buffer limits. */
-function _checkLimits(device: GPUDevice, shape: MatmulShape): void {
+/** Throws a `RangeError` for an unknown kernel or a split-K that is not a positive integer. */
+function _validateOptions(options: MatmulOptions): void {
+  const kernel = options.kernel ?? "auto";
+  if (!["auto", "tiled", "direct"].includes(kernel)) {
+    throw new RangeError(
+      `matmul: options.kernel must be "auto", "tiled" or "direct", got ${JSON.stringify(kernel)}`,
+    );
+  }
+  const splitK = options.splitK ?? "auto";
+  if (splitK !== "auto" && !(Number.isInteger(splitK) && splitK >= 1)) {
+    throw new RangeError(
+      `matmul: options.splitK must be a positive integer or "auto", got ${String(splitK)}`,
+    );
+  }
+}
+
+/** Throws a `RangeError` if the product exceeds the device's dispatch or buffer limits. */
+function _checkLimits(device: GPUDevice, shape: MatmulShape, path: MatmulPath): void {
   const { batch, m, n, k } = shape;
   const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
-  const groups = { batch, m: Math.ceil(m / _TILE_M), n: Math.ceil(n / _TILE_N) };
+  const [x, y, z] = _workgroups(shape, path);
+  const groups = { batch: z, m: y, n: x };
   for (const [dim, count] of Object.entries(groups)) {
     if (count > maxGroups) {
       throw new RangeError(
-        `matmul: shape.${dim} = ${shape[dim as "m"]} needs ${count} workgroups in one dimension, ` +
-          `more than the device's maxComputeWorkgroupsPerDimension = ${maxGroups}`,
+        `matmul: shape.${dim} = ${shape[dim as "m"]} needs ${count} workgroups in one dimension` +
+          (dim === "batch" && path.splitK > 1 ? ` (with split-K ${path.splitK})` : "") +
+          `, more than the device's maxComputeWorkgroupsPerDimension = ${maxGroups}`,
       );
     }
   }
   const maxBytes = maxBindingBytes(device);
-  const values = { a: batch * m * k, b: batch * k * n, c: batch * m * n };
+  const values: Record<string, number> = { a: batch * m * k, b: batch * k * n, c: batch * m * n };
+  if (path.splitK > 1) values["the split-K partial products"] = batch * path.splitK * m * n;
   for (const [name, count] of Object.entries(values)) {
     if (count * 4 > maxBytes) {
       throw new RangeError(
@@ -497,6 +848,13 @@ function _checkLimits(device: GPUDevice, shape: MatmulShape): void {
           `maxStorageBufferBindingSize = ${maxBytes}`,
       );
     }
+  }
+  const sumGroups = Math.ceil(batch * m * n / _SUM_WG);
+  if (path.splitK > 1 && sumGroups > maxGroups * maxGroups) {
+    throw new RangeError(
+      `matmul: the split-K sum over ${batch * m * n} elements needs ${sumGroups} workgroups, ` +
+        `more than the device's maxComputeWorkgroupsPerDimension² = ${maxGroups * maxGroups}`,
+    );
   }
 }
 

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { matmul, MatmulPlan, matmulReference, type MatmulShape } from "../kernels/matmul.ts";
+import {
+  matmul,
+  type MatmulOptions,
+  matmulPath,
+  MatmulPlan,
+  matmulReference,
+  type MatmulShape,
+} from "../kernels/matmul.ts";
 import { createStorageBuffer, getDevice, readFloat32, uploadBuffer } from "../kernels/device.ts";
 import { assertClose, TOL, uniform } from "./_helpers.ts";
 
@@ -7,8 +14,9 @@ function describe(s: MatmulShape): string {
   return `B=${s.batch} M=${s.m} N=${s.n} K=${s.k}`;
 }
 
-// Sizes that are not multiples of the tile (128×64, k step 8) or of 4, more
-// than one tile in each direction, and the aligned vec4 case.
+// Sizes that are not multiples of either kernel's tile (128×64 and 128×32, k
+// step 8) or of 4, more than one tile in each direction, and the aligned vec4
+// case.
 const SIZES: Omit<MatmulShape, "transA" | "transB">[] = [
   { batch: 1, m: 1, n: 1, k: 1 },
   { batch: 3, m: 7, n: 33, k: 97 },
@@ -19,19 +27,34 @@ const SIZES: Omit<MatmulShape, "transA" | "transB">[] = [
   { batch: 2, m: 132, n: 68, k: 20 },
 ];
 
+/**
+ * Every way a product can run: each kernel, whole and with K in 3 slices
+ * (fewer where K is short: slices are multiples of 8).
+ */
+const PATHS: Required<MatmulOptions>[] = [
+  { kernel: "tiled", splitK: 1 },
+  { kernel: "direct", splitK: 1 },
+  { kernel: "tiled", splitK: 3 },
+  { kernel: "direct", splitK: 3 },
+];
+
 async function checkGrid(transA: boolean, transB: boolean): Promise<void> {
   for (const [i, size] of SIZES.entries()) {
     const shape = { ...size, transA, transB };
     const a = uniform(shape.batch * shape.m * shape.k, 2 * i + 1);
     const b = uniform(shape.batch * shape.k * shape.n, 2 * i + 2);
-    const got = await matmul(a, b, shape);
+    const ref = matmulReference(a, b, shape);
     const kind = `${transA ? "t" : "n"}${transB ? "t" : "n"}`;
-    assertClose(
-      `matmul ${kind} ${describe(shape)}`,
-      got,
-      matmulReference(a, b, shape),
-      TOL.f32Forward,
-    );
+    for (const options of PATHS) {
+      const got = await matmul(a, b, shape, options);
+      const { splitK } = matmulPath(shape, options);
+      assertClose(
+        `matmul ${kind} ${options.kernel} split ${splitK} ${describe(shape)}`,
+        got,
+        ref,
+        TOL.f32Forward,
+      );
+    }
   }
 }
 
@@ -44,13 +67,113 @@ Deno.test("matmul() scales the product by alpha", async () => {
   const shape = { batch: 2, m: 33, n: 20, k: 16, transB: true };
   const a = uniform(2 * 33 * 16, 11);
   const b = uniform(2 * 16 * 20, 12);
-  const got = await matmul(a, b, shape, { alpha: 0.125 });
-  assertClose(
-    `matmul nt alpha=0.125 ${describe(shape)}`,
-    got,
-    matmulReference(a, b, shape, 0.125),
-    TOL.f32Forward,
-  );
+  for (const options of PATHS) {
+    const got = await matmul(a, b, shape, { alpha: 0.125, ...options });
+    const { splitK } = matmulPath(shape, options);
+    assertClose(
+      `matmul nt alpha=0.125 ${options.kernel} split ${splitK} ${describe(shape)}`,
+      got,
+      matmulReference(a, b, shape, 0.125),
+      TOL.f32Forward,
+    );
+  }
+});
+
+Deno.test("matmulPath() picks the direct kernel and split-K for small outputs with a long K", () => {
+  // The training module's weight gradients: [32, 576]ᵀ·[576, 32] is one workgroup.
+  const dw = { batch: 1, m: 32, n: 32, k: 576, transA: true };
+  assert.deepEqual(matmulPath(dw), { kernel: "direct", splitK: 4, kChunk: 144 });
+  assert.deepEqual(matmulPath({ ...dw, n: 128 }), { kernel: "direct", splitK: 1, kChunk: 576 });
+  assert.deepEqual(matmulPath({ ...dw, k: 200 }), { kernel: "direct", splitK: 1, kChunk: 200 });
+  assert.deepEqual(matmulPath({ ...dw, k: 49 }), { kernel: "direct", splitK: 1, kChunk: 56 });
+  // The forward products have many rows: enough workgroups without a split.
+  assert.deepEqual(matmulPath({ batch: 1, m: 576, n: 32, k: 32 }), {
+    kernel: "direct",
+    splitK: 1,
+    kChunk: 32,
+  });
+  // Large outputs (the unfused attention baseline's scores) take the tiled kernel.
+  assert.deepEqual(matmulPath({ batch: 4, m: 1024, n: 1024, k: 64, transB: true }), {
+    kernel: "tiled",
+    splitK: 1,
+    kChunk: 64,
+  });
+  // A forced split is rounded to slices of multiples of 8, none empty.
+  assert.deepEqual(matmulPath(dw, { kernel: "tiled", splitK: 5 }), {
+    kernel: "tiled",
+    splitK: 5,
+    kChunk: 120,
+  });
+  assert.deepEqual(matmulPath({ ...dw, k: 20 }, { splitK: 3 }), {
+    kernel: "direct",
+    splitK: 3,
+    kChunk: 8,
+  });
+  assert.deepEqual(matmulPath({ ...dw, k: 17 }, { splitK: 8 }), {
+    kernel: "direct",
+    splitK: 3,
+    kChunk: 8,
+  });
+});
+
+Deno.test("matmul() splits a long K over small outputs and matches the reference", async () => {
+  // Weight-gradient shapes of the training module, and odd ones with more slices than tiles.
+  const shapes: MatmulShape[] = [
+    { batch: 1, m: 32, n: 32, k: 576, transA: true },
+    { batch: 1, m: 49, n: 32, k: 512, transA: true },
+    { batch: 2, m: 7, n: 13, k: 1001, transA: true, transB: true },
+    { batch: 1, m: 33, n: 5, k: 777 },
+  ];
+  for (const [i, shape] of shapes.entries()) {
+    const a = uniform(shape.batch * shape.m * shape.k, 31 + i);
+    const b = uniform(shape.batch * shape.k * shape.n, 41 + i);
+    const ref = matmulReference(a, b, shape, 0.5);
+    for (const kernel of ["tiled", "direct"] as const) {
+      for (const splitK of ["auto", 7] as const) {
+        const got = await matmul(a, b, shape, { alpha: 0.5, kernel, splitK });
+        const path = matmulPath(shape, { kernel, splitK });
+        assertClose(
+          `matmul ${kernel} split ${path.splitK} alpha=0.5 ${describe(shape)}`,
+          got,
+          ref,
+          TOL.f32Forward,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("MatmulPlan with split-K gives the same bits every time and reuses its scratch", async () => {
+  // One plan encoded for two products in one encoder (the training graph shares
+  // a plan across weights), then again: each result is the reference's, bit for bit repeated.
+  const device = await getDevice();
+  const shape = { batch: 1, m: 32, n: 32, k: 576, transA: true };
+  const plan = await MatmulPlan.create(device, shape);
+  assert.equal(plan.path.splitK, 4);
+  const inputs = [0, 1].map((j) => [uniform(576 * 32, 51 + j), uniform(576 * 32, 61 + j)]);
+  const bufs = inputs.map((pair) => pair.map((x) => uploadBuffer(device, x, "test.split")));
+  const outs = [0, 1].map(() => createStorageBuffer(device, 32 * 32 * 4, "test.split.c"));
+  try {
+    const runs: Float32Array[][] = [];
+    for (let r = 0; r < 2; r++) {
+      const encoder = device.createCommandEncoder();
+      for (const j of [0, 1]) plan.encode(encoder, bufs[j][0], bufs[j][1], outs[j]);
+      device.queue.submit([encoder.finish()]);
+      runs.push(await Promise.all(outs.map((o) => readFloat32(device, o, 32 * 32))));
+    }
+    for (const j of [0, 1]) {
+      assertClose(
+        `matmul split 4 product ${j} ${describe(shape)}`,
+        runs[0][j],
+        matmulReference(inputs[j][0], inputs[j][1], shape),
+        TOL.f32Forward,
+      );
+      assert.deepEqual(runs[1][j], runs[0][j]);
+    }
+  } finally {
+    plan.destroy();
+    [...bufs.flat(), ...outs].forEach((b) => b.destroy());
+  }
 });
 
 Deno.test("matmulReference() computes a small product exactly", () => {
@@ -144,6 +267,24 @@ Deno.test("matmul() rejects bad input with a RangeError before GPU work", async 
     name: "RangeError",
     message: /alpha must be a finite number, got Infinity/,
   });
+  const badOptions: [MatmulOptions, RegExp][] = [
+    [
+      { kernel: "fast" as "tiled" },
+      /options\.kernel must be "auto", "tiled" or "direct", got "fast"/,
+    ],
+    [{ splitK: 0 }, /options\.splitK must be a positive integer or "auto", got 0/],
+    [{ splitK: 1.5 }, /options\.splitK must be a positive integer or "auto", got 1\.5/],
+  ];
+  for (const [options, message] of badOptions) {
+    await assert.rejects(matmul(a, b, good, { device, ...options }), {
+      name: "RangeError",
+      message,
+    });
+    await assert.rejects(MatmulPlan.create(device, good, 1, options), {
+      name: "RangeError",
+      message,
+    });
+  }
 });
 
 Deno.test("MatmulPlan.create() rejects shapes beyond the device's limits", async () => {
@@ -152,6 +293,14 @@ Deno.test("MatmulPlan.create() rejects shapes beyond the device's limits", async
     name: "RangeError",
     message: /shape\.batch = 101 needs 101 workgroups .* maxComputeWorkgroupsPerDimension = 100/,
   });
+  // Split-K multiplies the batch's workgroups.
+  await assert.rejects(
+    MatmulPlan.create(device, { batch: 30, m: 1, n: 1, k: 64 }, 1, { splitK: 4 }),
+    {
+      name: "RangeError",
+      message: /shape\.batch = 30 needs 120 workgroups in one dimension \(with split-K 4\)/,
+    },
+  );
   await assert.rejects(MatmulPlan.create(device, { batch: 1, m: 2, n: 1, k: 1 << 25 }), {
     name: "RangeError",
     message: /a needs 268435456 bytes, more than the device's maxStorageBufferBindingSize/,
