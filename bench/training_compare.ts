@@ -10,14 +10,22 @@
  * the last root to the first, with the compute passes, dispatches and bind
  * groups one step records (counted as bench/training_bench.ts counts them).
  *
+ * `--profile` instead times every kernel of one step of each root and case
+ * on the GPU's clock, `rounds` steps per root, interleaved: each kernel
+ * records into a compute pass of its own with timestamps at its beginning and
+ * end (so the step is the per-kernel-pass step, not the one-pass one), and
+ * the table sums the medians per pipeline and dispatch size, largest first.
+ *
  * @module
  */
 
 import { parseArgs } from "node:util";
 
-const USAGE = `usage: deno run -A bench/training_compare.ts [--rounds N] [--cases LIST] ROOT...
+const USAGE =
+  `usage: deno run -A bench/training_compare.ts [--rounds N] [--cases LIST] [--profile] ROOT...
   ROOT           a sigmax checkout (its training/trainer.ts is imported); the first is the baseline
   --rounds N     interleaved rounds of 4 steps per root and case (default 7)
+  --profile      time each kernel of a step by GPU timestamps (a pass per kernel), rounds steps each
   --cases LIST   comma-separated of mqar-softmax, mqar-sigmoid, mnist-softmax, mnist-sigmoid (default all)`;
 
 const CASES = [
@@ -29,7 +37,7 @@ const STEPS = 4;
 interface Step {
   device: GPUDevice;
   tokensPerStep: number;
-  run(t: number): void;
+  run(t: number, passes?: (encoder: GPUCommandEncoder) => GPUCommandEncoder): void;
   done(): Promise<void>;
   destroy(): void;
 }
@@ -69,11 +77,107 @@ function count(device: GPUDevice, fn: () => void) {
 
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
 
+/** One kernel pass of a profiled step: the pass's label, its dispatch sizes, its GPU time. */
+interface PassTime {
+  key: string;
+  ms: number;
+}
+
+/**
+ * Runs step t with every kernel in a compute pass of its own that writes GPU
+ * timestamps at its beginning and end, and returns each pass's time (ms),
+ * keyed by its label and workgroup counts, in recording order.
+ */
+async function profileStep(step: Step, t: number): Promise<PassTime[]> {
+  const device = step.device;
+  const count = 4096; // the most queries a set may hold
+  const querySet = device.createQuerySet({ type: "timestamp", count });
+  const resolve = device.createBuffer({
+    size: count * 8,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({
+    size: count * 8,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const keys: string[] = [];
+  const wrap = (encoder: GPUCommandEncoder): GPUCommandEncoder =>
+    new Proxy(encoder, {
+      get(target, prop) {
+        if (prop === "beginComputePass") {
+          return (d?: GPUComputePassDescriptor) => {
+            const i = keys.length;
+            if (2 * i + 1 >= count) throw new RangeError("profile: too many passes in one step");
+            keys.push(d?.label ?? "(unlabelled)");
+            const pass = target.beginComputePass({
+              ...d,
+              timestampWrites: {
+                querySet,
+                beginningOfPassWriteIndex: 2 * i,
+                endOfPassWriteIndex: 2 * i + 1,
+              },
+            });
+            const dispatch = pass.dispatchWorkgroups.bind(pass);
+            pass.dispatchWorkgroups = (x: number, y = 1, z = 1) => {
+              keys[i] += ` [${x},${y},${z}]`;
+              dispatch(x, y, z);
+            };
+            return pass;
+          };
+        }
+        if (prop === "finish") {
+          return (d?: GPUCommandBufferDescriptor) => {
+            if (keys.length) {
+              target.resolveQuerySet(querySet, 0, 2 * keys.length, resolve, 0);
+              target.copyBufferToBuffer(resolve, 0, read, 0, 16 * keys.length);
+            }
+            return target.finish(d);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+  step.run(t, wrap);
+  await step.done();
+  await read.mapAsync(GPUMapMode.READ, 0, 16 * keys.length);
+  const stamps = new BigUint64Array(read.getMappedRange(0, 16 * keys.length).slice(0));
+  read.unmap();
+  for (const b of [resolve, read]) b.destroy();
+  querySet.destroy();
+  return keys.map((key, i) => ({ key, ms: Number(stamps[2 * i + 1] - stamps[2 * i]) / 1e6 }));
+}
+
+/** Prints the per-kernel table of `rounds` profiled steps: each kernel's median summed per key. */
+function printProfile(profiles: PassTime[][]): void {
+  const perKey = new Map<string, { calls: number; ms: number }>();
+  profiles[0].forEach((p, i) => {
+    const ms = median(profiles.map((q) => q[i].ms));
+    const e = perKey.get(p.key) ?? { calls: 0, ms: 0 };
+    e.calls++;
+    e.ms += ms;
+    perKey.set(p.key, e);
+  });
+  const total = [...perKey.values()].reduce((a, e) => a + e.ms, 0);
+  console.log(`    ${total.toFixed(2)} ms in ${profiles[0].length} kernel passes (GPU clock)`);
+  for (const [key, e] of [...perKey].sort((a, b) => b[1].ms - a[1].ms)) {
+    console.log(
+      `    ${(100 * e.ms / total).toFixed(1).padStart(5)}%  ${e.ms.toFixed(3).padStart(8)} ms  ` +
+        `${String(e.calls).padStart(3)}×  ${key}`,
+    );
+  }
+}
+
 if (import.meta.main) {
   const { values, positionals: roots } = parseArgs({
     args: Deno.args,
     allowPositionals: true,
-    options: { rounds: { type: "string" }, cases: { type: "string" }, help: { type: "boolean" } },
+    options: {
+      rounds: { type: "string" },
+      cases: { type: "string" },
+      profile: { type: "boolean" },
+      help: { type: "boolean" },
+    },
   });
   if (values.help) {
     console.log(USAGE);
@@ -112,6 +216,19 @@ if (import.meta.main) {
         const counts = count(step.device, () => step.run(2));
         await step.done();
         runs.push({ step, t: 3, ms: [], counts });
+      }
+      if (values.profile) {
+        const profiles: PassTime[][][] = runs.map(() => []);
+        for (let r = 0; r < rounds; r++) {
+          for (const [i, x] of runs.entries()) profiles[i].push(await profileStep(x.step, x.t++));
+        }
+        console.log(`${c.name} ${attention}, per kernel:`);
+        runs.forEach((x, i) => {
+          console.log(`  ${roots[i]}`);
+          printProfile(profiles[i]);
+          x.step.destroy();
+        });
+        continue;
       }
       for (let r = 0; r < rounds; r++) {
         for (const x of r % 2 ? [...runs].reverse() : runs) {

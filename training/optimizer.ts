@@ -125,8 +125,18 @@ export class Optimizer {
     this.device.queue.submit([enc.finish()]);
   }
 
-  /** Records forward, loss, backward and the update of step t (0-based) and submits them. */
-  encodeStep(graph: Graph, t: number, lr: number): void {
+  /**
+   * Records forward, loss, backward and the update of step t (0-based) and
+   * submits them. `passes` turns the step's command encoder into the one its
+   * kernels record into: {@linkcode onePass} (one compute pass where the
+   * commands allow), or a profiler's wrapper that times each kernel's pass.
+   */
+  encodeStep(
+    graph: Graph,
+    t: number,
+    lr: number,
+    passes: (encoder: GPUCommandEncoder) => GPUCommandEncoder = onePass,
+  ): void {
     const c = this.config;
     writeAdamWStep(this.device, this.stepBuffer, {
       lr,
@@ -136,7 +146,7 @@ export class Optimizer {
       step: t + 1,
       maxNorm: c.clip > 0 ? c.clip : Infinity,
     });
-    const enc = onePass(this.device.createCommandEncoder({ label: "sigmax.step" }));
+    const enc = passes(this.device.createCommandEncoder({ label: "sigmax.step" }));
     graph.encodeForward(enc);
     graph.encodeLoss(enc);
     graph.encodeBackward(enc);

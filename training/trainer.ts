@@ -290,8 +290,12 @@ export interface TrainingStep {
   tokensPerStep: number;
   /** Trainable scalars of the model. */
   parameterCount: number;
-  /** Uploads step t's batch, records forward, backward and AdamW, and submits (no wait). */
-  run(t: number): void;
+  /**
+   * Uploads step t's batch, records forward, backward and AdamW, and submits
+   * (no wait). `passes` wraps the step's command encoder (default: one
+   * compute pass where the commands allow; see {@linkcode Optimizer.encodeStep}).
+   */
+  run(t: number, passes?: (encoder: GPUCommandEncoder) => GPUCommandEncoder): void;
   /** Resolves when the GPU has finished every submitted step. */
   done(): Promise<void>;
   /** Frees the model, graph and optimiser. */
@@ -312,10 +316,10 @@ export async function prepareTrainingStep(
     device,
     tokensPerStep: batchSize * task.seqLen,
     parameterCount: model.parameterCount,
-    run(t: number) {
+    run(t: number, passes?: (encoder: GPUCommandEncoder) => GPUCommandEncoder) {
       if (optimizer.pending === HISTORY_STEPS) optimizer.pending = 0; // nobody reads the losses here
       graph.upload(task.batch("train", batchIndices(c.seed, t, batchSize, task.trainSize)));
-      optimizer.encodeStep(graph, t, learningRate(t, c));
+      optimizer.encodeStep(graph, t, learningRate(t, c), passes);
     },
     done: () => gpuDone(device),
     destroy() {
