@@ -20,6 +20,7 @@ import {
   evaluate,
   type Expert,
   type Gate,
+  type Inputs,
   type MoeSpec,
   packAtoms,
   type Regime,
@@ -74,8 +75,13 @@ export interface MoeRunResult {
   seconds: number;
 }
 
-/** Seed offset of the held-out inputs (independent of every training draw). */
+/** Seed of the held-out inputs (independent of every training draw). */
 const TEST_SEED = 0x5eed;
+
+/** The held-out inputs of every run: `testSize` draws, the same for every run and seed. */
+export function testInputs(testSize = 2000): Inputs {
+  return sampleInputs(2, testSize, TEST_SEED);
+}
 
 /** Which true atom the truth-split start duplicates: the input-independent one when sparse. */
 export function splitAtom(regime: Regime): number {
@@ -113,7 +119,7 @@ export function runMoe(config: MoeRunConfig): MoeRunResult {
   }
   const fit = fitMultiStart(spec, data.inputs, data.y, starts, config.stopping);
   const loss = voronoiLoss(spec, fit.theta, truth);
-  const test = sampleInputs(2, config.testSize ?? 2000, TEST_SEED);
+  const test = testInputs(config.testSize ?? 2000);
   const fHat = evaluate(spec, fit.theta, test), fStar = evaluate(truthSpec, truth, test);
   let fe = 0;
   for (let i = 0; i < test.n; i++) fe += (fHat[i] - fStar[i]) ** 2;

@@ -29,7 +29,8 @@
 import type { PaperPreset, RunSpec, StudyCell } from "./grid.ts";
 import { isPaperPreset, PAPER_PRESETS, STUDY_PRESETS } from "./grid.ts";
 import type { MoeRunRecord, RunRecord } from "./runner.ts";
-import { evaluate, type Inputs, packAtoms, sampleInputs, trueAtoms } from "../moe/model.ts";
+import { evaluate, type Inputs, packAtoms, trueAtoms } from "../moe/model.ts";
+import { testInputs } from "../moe/run.ts";
 import { nullAtoms, voronoiLoss, withoutAtoms } from "../moe/voronoi.ts";
 import { extraTerm, matchedAtomError } from "../moe/matched.ts";
 import {
@@ -489,13 +490,11 @@ const ALPHA = 0.05;
 export const NULL_TOLERANCES = [1e-3, 1e-2, 3e-2];
 
 /**
- * The held-out inputs of a paper-study run: the same draw as training/moe/run.ts
- * (dimension 2, its test seed 0x5eed; tests/moe_null_test.ts checks that the
- * function error recomputed on them matches a run's).
+ * The held-out inputs of a paper-study run (training/moe/run.ts testInputs;
+ * tests/moe_null_test.ts checks that the function error recomputed on them
+ * matches a run's).
  */
-export function paperTestInputs(testSize = 2000): Inputs {
-  return sampleInputs(2, testSize, 0x5eed);
-}
+export const paperTestInputs: (testSize?: number) => Inputs = testInputs;
 
 /**
  * A run's null atoms and its Voronoi loss with them removed (the fit restricted
