@@ -431,6 +431,15 @@ const QUICK_CELLS: PaperCell[] = [
   paperCell("exact", "dense", "ffn", "partially", QUICK_NS),
 ];
 
+/** paper-quick's settings, shared by its sensitivity checks (which change one of them). */
+const QUICK_SETTINGS = {
+  seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+  noise: 0.05,
+  randomStarts: 2,
+  stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
+  testSize: 2000,
+};
+
 /**
  * The paper-study presets.
  *
@@ -475,12 +484,8 @@ export const PAPER_PRESETS: Record<
     ],
   },
   "paper-quick": {
+    ...QUICK_SETTINGS,
     name: "paper-quick",
-    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    noise: 0.05,
-    randomStarts: 2,
-    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
-    testSize: 2000,
     cells: [
       ...QUICK_CELLS,
       plantedCell("sigmoid", 0.5, QUICK_NS),
@@ -488,21 +493,15 @@ export const PAPER_PRESETS: Record<
     ],
   },
   "paper-quick-lownoise": {
+    ...QUICK_SETTINGS,
     name: "paper-quick-lownoise",
-    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     noise: 0.01,
-    randomStarts: 2,
-    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 10 },
-    testSize: 2000,
     cells: QUICK_CELLS,
   },
   "paper-quick-bound20": {
+    ...QUICK_SETTINGS,
     name: "paper-quick-bound20",
-    seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    noise: 0.05,
-    randomStarts: 2,
-    stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 500, bound: 20 },
-    testSize: 2000,
+    stopping: { ...QUICK_SETTINGS.stopping, bound: 20 },
     cells: QUICK_CELLS,
   },
   paper: {
