@@ -456,8 +456,9 @@ const QUICK_SETTINGS = {
  * - `paper` (a bigger machine, or `--shard`s; by the scaling of the fits, not
  *   measured: roughly 50–100× paper-quick's work, many CPU-hours):
  *   every combination of fit (over, exact) × regime (dense, sparse) × expert
- *   (linear, GELU) × score (fully, partially) — 16 cells — at 12 n from 100
- *   to 20000, 20 seeds, 5 random starts and a 2000-iteration cap.
+ *   (linear, GELU) × score (fully, partially) — 16 cells — and the two
+ *   positive controls, at 12 n from 100 to 20000, 20 seeds, 5 random starts
+ *   and a 2000-iteration cap.
  * - `paper-quick-lownoise`: paper-quick with noise σ = 0.01 instead of 0.05,
  *   a sensitivity check (the asymptotic regime of a least-squares fit starts
  *   at smaller n when the noise is smaller).
@@ -511,15 +512,19 @@ export const PAPER_PRESETS: Record<
     randomStarts: 5,
     stopping: { gradTol: 1e-8, lossTol: 1e-10, maxIterations: 2000, bound: 10 },
     testSize: 5000,
-    cells: (["over", "exact"] as const).flatMap((fit) =>
-      (["dense", "sparse"] as const).flatMap((regime) =>
-        (["linear", "ffn"] as const).flatMap((expert) =>
-          (["partially", "fully"] as const).map((score) =>
-            paperCell(fit, regime, expert, score, logSpaced(100, 20000, 12))
+    cells: [
+      ...(["over", "exact"] as const).flatMap((fit) =>
+        (["dense", "sparse"] as const).flatMap((regime) =>
+          (["linear", "ffn"] as const).flatMap((expert) =>
+            (["partially", "fully"] as const).map((score) =>
+              paperCell(fit, regime, expert, score, logSpaced(100, 20000, 12))
+            )
           )
         )
-      )
-    ),
+      ),
+      plantedCell("sigmoid", 0.5, logSpaced(100, 20000, 12)),
+      plantedCell("softmax", 0.5, logSpaced(100, 20000, 12)),
+    ],
   },
 };
 
