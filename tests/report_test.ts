@@ -296,7 +296,10 @@ Deno.test("report Markdown: GFLOP/s and ratios at the reference shape, computed 
     "—",
   ]);
   assert.ok(md.includes("TEST FIXTURE &lt;not a measurement> & made-up numbers"));
-  assert.match(md, /Matmul roofline: 612\.4 GFLOP\/s at 2048³ \(TF\.js: 433\.9 GFLOP\/s\)/);
+  assert.match(
+    md,
+    /Matmul roofline: 612\.4 GFLOP\/s at 2048³ \(TF\.js: 433\.9 GFLOP\/s, jax-js: 287\.6 GFLOP\/s\)\./,
+  );
   assert.match(md, /\| sigmax \| sigmoid \| 41234\.5 \| 24\.84 \|/);
 });
 

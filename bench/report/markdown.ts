@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Implementation, SweepRecord, SweepResults } from "../results.ts";
+import type { Implementation, RooflineRecord, SweepRecord, SweepResults } from "../results.ts";
 import {
   ACTIVATIONS,
   IMPLEMENTATIONS,
@@ -26,6 +26,15 @@ import {
 } from "./format.ts";
 
 type Activation = "softmax" | "sigmoid";
+
+/** The peers' matmul at the roofline's size: ` (TF.js: 1.0 GFLOP/s, jax-js: 2.0 GFLOP/s)`. */
+function peerMatmul(roof: RooflineRecord): string {
+  const parts = [
+    roof.tfjsGflops === undefined ? "" : `TF.js: ${fmtNumber(roof.tfjsGflops)} GFLOP/s`,
+    roof.jaxGflops === undefined ? "" : `jax-js: ${fmtNumber(roof.jaxGflops)} GFLOP/s`,
+  ].filter(Boolean);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
 
 /** A shape the Markdown tables can be taken at. */
 interface Shape {
@@ -123,8 +132,7 @@ export function reportMarkdown(results: SweepResults): string {
       `${results.records.length} cases timed, ${results.failures.length} failed. ` +
       (roof
         ? `Matmul roofline: ${fmtNumber(roof.gflops)} GFLOP/s at ${roof.size}³` +
-          (roof.tfjsGflops === undefined ? "" : ` (TF.js: ${fmtNumber(roof.tfjsGflops)} GFLOP/s)`) +
-          (roof.jaxGflops === undefined ? "" : ` (jax-js: ${fmtNumber(roof.jaxGflops)} GFLOP/s)`) +
+          peerMatmul(roof) +
           "."
         : "No matmul roofline measured."),
   );
