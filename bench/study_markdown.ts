@@ -280,6 +280,21 @@ export function paperMarkdown(a: PaperAnalysis): string {
         matchedRows,
       ),
       "",
+      "Local slopes of the matched-atom error (windows of 3 consecutive n):",
+      "",
+      table(
+        ["cell", "gate", "windows: slope [t 95%]"],
+        cells.filter((c) => c.matched).flatMap((c) =>
+          c.curves.map((k) => [
+            c.cell,
+            k.gate,
+            k.matched!.localSlopes.map((w) =>
+              `${w.nFrom}–${w.nTo}: ${w.slope.toFixed(2)} [${w.lo.toFixed(2)}, ${w.hi.toFixed(2)}]`
+            ).join("; ") || "—",
+          ])
+        ),
+      ),
+      "",
       "Geometric mean over seeds of the matched-atom error per n:",
       "",
       table(

@@ -381,6 +381,8 @@ export interface PaperCurve {
 export interface EndpointCurve {
   points: { n: number; value: Interval }[];
   slope: Interval;
+  /** Slopes over sliding windows of 3 consecutive n (a power law keeps one; a log rate drifts to 0). */
+  localSlopes: LocalSlope[];
 }
 
 /** A slope difference with its test across the primary cells and its power. */
@@ -686,6 +688,7 @@ export function analyzePaperStudy(
       const endpoint = (rows: number[][]): EndpointCurve => ({
         points: cell.ns.map((n, i) => ({ n, value: logInterval(rows.map((row) => row[i])) })),
         slope: slopeOf(rows),
+        localSlopes: cell.ns.length >= 3 ? localSlopes(cell.ns, rows, 3) : [],
       });
       const pooled = logLogSlope(
         seeds.flatMap(() => cell.ns),
