@@ -110,14 +110,14 @@ const _range = (n: number) => [...Array(n).keys()];
 const _elem = (vec4?: boolean) => vec4 ? "vec4<f32>" : "f32";
 
 /** The uniform block of both kernels and of the split-K sum (32 bytes). */
-const _PARAMS_WGSL =
-  `// kChunk: k per slice of split-K; splits: slices; sumAlpha: the split sum's scale
-struct Params { batch: u32, m: u32, n: u32, k: u32, alpha: f32, kChunk: u32, splits: u32, sumAlpha: f32 }`;
+const _PARAMS_WGSL = `// kChunk: k per slice of split-K; splits: slices
+struct Params { batch: u32, m: u32, n: u32, k: u32, alpha: f32, kChunk: u32, splits: u32 }`;
 
 /** Where workgroup z's batch entry starts in A, B and C, and its slice of k. */
 const _offsetsWgsl = `var<private> aOff: u32; // where this batch entry starts in A, B (elements)
 var<private> bOff: u32;
 var<private> cOff: u32; // where this (batch entry, k slice) starts in C
+var<private> sOff: u32; // where this (batch entry, k slice) starts in S, the column sums
 var<private> kBegin: u32;
 
 // Sets the offsets of workgroup z = b · splits + s and returns the end of its slice of k.
@@ -127,6 +127,7 @@ fn _offsets(z: u32) -> u32 {
   aOff = b * p.m * p.k;
   bOff = b * p.k * p.n;
   cOff = z * p.m * p.n;
+  sOff = z * p.n;
   kBegin = s * p.kChunk;
   return min(p.k, kBegin + p.kChunk);
 }`;
@@ -177,16 +178,48 @@ ${_range(4).map((t) => `    if (col + ${t}u < p.n) { C[i + ${t}u] = v[${t}]; }`)
 }
 
 /**
+ * The epilogues' bindings and helpers: `_loadBias(col)` = bias[col .. col+3]
+ * (zero outside it, and in every slice of k but the first, so that a split
+ * sum adds it once), and `_storeS(col, v)` = S[col .. col+3] of this
+ * workgroup's (batch entry, slice).
+ */
+function _epilogueWgsl(config: MatmulWgslConfig): string {
+  const lines: string[] = [];
+  let binding = 4;
+  if (config.bias) {
+    lines.push(
+      `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>; // [N]`,
+      `fn _loadBias(col: u32) -> vec4<f32> {
+  var v = vec4<f32>();
+  if (kBegin == 0u) {
+${_range(4).map((t) => `    if (col + ${t}u < p.n) { v[${t}] = bias[col + ${t}u]; }`).join("\n")}
+  }
+  return v;
+}`,
+    );
+  }
+  if (config.columnSums) {
+    lines.push(
+      `@group(0) @binding(${binding++}) var<storage, read_write> S: array<f32>; // [B,SPLITS,N]`,
+      `fn _storeS(col: u32, v: vec4<f32>) {
+${_range(4).map((t) => `  if (col + ${t}u < p.n) { S[sOff + col + ${t}u] = v[${t}]; }`).join("\n")}
+}`,
+    );
+  }
+  return lines.join("\n\n");
+}
+
+/**
  * The register block of one invocation: RM × RN accumulators (`acc{i}_{g}` =
  * C[row i, columns 4g .. 4g+3] of the block), the multiply-adds of one step
  * of four k given the reads `a…` and `b…` (see the kernels), and the stores.
  */
 function _block(
-  transA: boolean,
-  transB: boolean,
+  config: MatmulWgslConfig,
   RM: number,
   RN: number,
 ): { fmas: string[]; accs: string[]; stores: string[] } {
+  const { transA, transB } = config;
   const range = _range;
   const aAt = (i: number, t: number) => transA ? `a${t}_${i >> 2}[${i & 3}]` : `a${i}[${t}]`;
   const bRow = (g: number, t: number) =>
@@ -198,9 +231,36 @@ function _block(
     range(RN / 4).map((g) => `acc${i}_${g} = ${range(4).reduce(fma(i, g), `acc${i}_${g}`)};`)
   );
   const accs = range(RM).flatMap((i) => range(RN / 4).map((g) => `acc${i}_${g}`));
-  const stores = range(RM).flatMap((i) =>
-    range(RN / 4).map((g) => `_storeC(r0 + ${i}u, c0 + ${4 * g}u, acc${i}_${g} * p.alpha);`)
+  const stores: string[] = [];
+  if (config.bias) {
+    stores.push(...range(RN / 4).map((g) => `let bias${g} = _loadBias(c0 + ${4 * g}u);`));
+  }
+  stores.push(
+    ...range(RM).flatMap((i) =>
+      range(RN / 4).map((g) =>
+        `_storeC(r0 + ${i}u, c0 + ${4 * g}u, acc${i}_${g} * p.alpha${
+          config.bias ? ` + bias${g}` : ""
+        });`
+      )
+    ),
   );
+  if (config.columnSums) {
+    // cs{g} = Σ over this slice of k of op(B)[k, columns 4g .. 4g+3], kept by
+    // the invocations whose block starts at row 0 (sumRow).
+    accs.push(...range(RN / 4).map((g) => `cs${g}`));
+    fmas.push(
+      `if (sumRow) {`,
+      ...range(RN / 4).map((g) =>
+        `  cs${g} += (${bRow(g, 0)} + ${bRow(g, 1)}) + (${bRow(g, 2)} + ${bRow(g, 3)});`
+      ),
+      `}`,
+    );
+    stores.push(
+      `if (sumRow) {`,
+      ...range(RN / 4).map((g) => `  _storeS(c0 + ${4 * g}u, cs${g});`),
+      `}`,
+    );
+  }
   return { fmas, accs, stores };
 }
 
@@ -220,6 +280,14 @@ export interface MatmulWgslConfig {
   rowsPerThread?: number;
   /** Columns of C each invocation keeps in registers, a multiple of 4. Default 8. */
   colsPerThread?: number;
+  /** Add `bias[j]` to every C[b, i, j] (binding 4, `[n]`), after alpha. */
+  bias?: boolean;
+  /**
+   * Also write the column sums of op(B), `S[b, j] = Σ_k op(B[b])[k, j]`, to
+   * binding 4 (5 with `bias`), `[batch, splits, n]`: for a weight gradient
+   * `Xᵀ·dY`, the bias gradient. Not scaled by alpha.
+   */
+  columnSums?: boolean;
 }
 
 /**
@@ -241,14 +309,15 @@ const _TILE_N = _CONSTANTS.WG_X * _RN;
  * WGSL for `C[b] = alpha · op(A[b]) · op(B[b])`, entry point `main`.
  *
  * Bindings (group 0): 0 = A and 1 = B (read-only storage), 2 = C (storage),
- * 3 = uniform `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32, sumAlpha: f32 }`.
+ * 3 = uniform `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32 }`, then the
+ * epilogues' buffers (`bias`, `columnSums`).
  * Dispatch `(ceil(n / TILE_N), ceil(m / TILE_M), batch · splits)` workgroups,
  * where `TILE_M = WG_Y · rowsPerThread` and `TILE_N = WG_X · colsPerThread`.
  * Workgroup z sums k in `[s · kChunk, (s + 1) · kChunk)` of batch entry
  * `b = z / splits` (`s = z % splits`, `kChunk` a multiple of `TILE_K`) into
- * `C[b, s]`, so with `splits = 1` and `kChunk ≥ k`, C is the product itself;
- * with more, C holds the slices' partial products for
- * {@linkcode matmulSplitSumWgsl}.
+ * `C[b, s]` (scaled by alpha, the bias added by slice 0), so with
+ * `splits = 1` and `kChunk ≥ k`, C is the product itself; with more, C holds
+ * the slices' partial products for {@linkcode matmulSplitSumWgsl}.
  *
  * Each invocation accumulates a `rowsPerThread × colsPerThread` block of C in
  * registers. The workgroup walks k in steps of `TILE_K`, staging the op(A) and
@@ -313,7 +382,7 @@ export function matmulWgsl(config: MatmulWgslConfig): string {
       }
     }
   }
-  const { fmas, accs, stores } = _block(transA, transB, RM, RN);
+  const { fmas, accs, stores } = _block(config, RM, RN);
 
   const elem = _elem;
   const name = `matmul.${transA ? "t" : "n"}${transB ? "t" : "n"}`;
@@ -350,6 +419,8 @@ ${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n",
 
 ${_storer(config.vec4C)}
 
+${_epilogueWgsl(config)}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(
   @builtin(workgroup_id) wg: vec3<u32>,
@@ -359,6 +430,7 @@ fn main(
   let row0 = wg.y * TILE_M; // this workgroup's tile of C starts at (row0, col0)
   let col0 = wg.x * TILE_N;
   let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
+  let sumRow = wg.y == 0u && lid.y == 0u; // this invocation's block starts at row 0
 
   ${accs.map((acc) => `var ${acc} = vec4<f32>();`).join("\n  ")}
 
@@ -437,7 +509,7 @@ export function matmulDirectWgsl(config: MatmulWgslConfig): string {
       }
     }
   }
-  const { fmas, accs, stores } = _block(transA, transB, RM, RN);
+  const { fmas, accs, stores } = _block(config, RM, RN);
   const name = `matmul.direct.${transA ? "t" : "n"}${transB ? "t" : "n"}`;
   return /* wgsl */ `// ${name}: C[b] = alpha * op(A[b]) * op(B[b]), no workgroup memory
 override WG_X: u32 = ${_DIRECT.WG_X}; // invocations along n
@@ -462,12 +534,15 @@ ${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n",
 
 ${_storer(config.vec4C)}
 
+${_epilogueWgsl(config)}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   // This invocation's block of C starts at (r0, c0).
   let r0 = (wg.y * WG_Y + lid.y) * ${RM}u;
   let c0 = (wg.x * WG_X + lid.x) * ${RN}u;
   let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
+  let sumRow = r0 == 0u; // this invocation's block starts at row 0
   if (r0 >= p.m || c0 >= p.n) { return; } // no barriers below: lanes may leave
 
   ${accs.map((acc) => `var ${acc} = vec4<f32>();`).join("\n  ")}
@@ -487,31 +562,53 @@ const _SUM_WG = 64;
 
 /**
  * WGSL for the second dispatch of split-K, entry point `main`:
- * `C[b, i] = sumAlpha · Σ_s P[b, s, i]` over the slices s = 0 … splits−1 in
- * order, for each of the `m·n` elements i of each batch entry b. Bindings: 0 =
- * the partial products P `[batch, splits, m, n]` (read-only storage), 1 = C
- * `[batch, m, n]` (storage), 2 = the kernels' uniform. One invocation per
- * element of C: dispatch `(x, y)` workgroups of 64 with `64·x·y ≥ batch·m·n`;
- * element `gid.x + gid.y · 64·x`.
+ * `C[b, i] = Σ_s P[b, s, i]` over the slices s = 0 … splits−1 in order, for
+ * each of the `m·n` elements i of each batch entry b; with `columnSums`, also
+ * `S[b, j] = Σ_s SP[b, s, j]` for the `n` column sums. Bindings: 0 = the
+ * partial products P `[batch, splits, m, n]` (read-only storage), 1 = C
+ * `[batch, m, n]` (storage), 2 = the kernels' uniform, then with
+ * `columnSums` 3 = SP `[batch, splits, n]` and 4 = S `[batch, n]`. One
+ * invocation per element of C (and S): dispatch `(x, y)` workgroups of 64
+ * with `64·x·y ≥ batch·m·n (+ batch·n)`; element `gid.x + gid.y · 64·x`.
  */
-export function matmulSplitSumWgsl(): string {
-  return /* wgsl */ `// matmul.split_sum: C[b, i] = sumAlpha * sum over s of P[b, s, i]
+export function matmulSplitSumWgsl(options: { columnSums?: boolean } = {}): string {
+  const sums = options.columnSums
+    ? `
+@group(0) @binding(3) var<storage, read> SP: array<f32>; // [B,SPLITS,N]
+@group(0) @binding(4) var<storage, read_write> S: array<f32>; // [B,N]`
+    : "";
+  const sumS = options.columnSums
+    ? `
+  let j = i - p.batch * mn; // S[j]
+  if (j >= p.batch * p.n) { return; }
+  let bj = j / p.n;
+  let atS = bj * p.splits * p.n + (j - bj * p.n); // SP[b, 0, j]
+  var sumS = 0.0;
+  for (var s = 0u; s < p.splits; s++) { sumS += SP[atS + s * p.n]; }
+  S[j] = sumS;`
+    : `
+  return;`;
+  return /* wgsl */ `// matmul.split_sum: C[b, i] = sum over s of P[b, s, i]${
+    options.columnSums ? ", S[b, j] = sum over s of SP[b, s, j]" : ""
+  }
 ${_PARAMS_WGSL}
 
 @group(0) @binding(0) var<storage, read> P: array<f32>; // [B,SPLITS,M,N]
 @group(0) @binding(1) var<storage, read_write> C: array<f32>; // [B,M,N]
-@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(2) var<uniform> p: Params;${sums}
 
 @compute @workgroup_size(${_SUM_WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * ${_SUM_WG}u;
   let mn = p.m * p.n;
-  if (i >= p.batch * mn) { return; }
-  let b = i / mn;
-  let at = b * p.splits * mn + (i - b * mn); // P[b, 0, i]
-  var sum = 0.0;
-  for (var s = 0u; s < p.splits; s++) { sum += P[at + s * mn]; }
-  C[i] = p.sumAlpha * sum;
+  if (i < p.batch * mn) {
+    let b = i / mn;
+    let at = b * p.splits * mn + (i - b * mn); // P[b, 0, i]
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) { sum += P[at + s * mn]; }
+    C[i] = sum;
+    return;
+  }${sumS}
 }
 `;
 }
@@ -527,6 +624,21 @@ export interface MatmulPath {
   splitK: number;
   /** k per slice: a multiple of 8, and `ceil(k / kChunk) = splitK`. */
   kChunk: number;
+}
+
+/**
+ * What a plan computes besides the product, in the same dispatch (the dense
+ * layers' bias and bias gradient, without a dispatch of their own).
+ */
+export interface MatmulEpilogue {
+  /** `C[b, i, j] = alpha · (op(A)·op(B))[b, i, j] + bias[j]`: encode then takes `bias` (`n` f32). */
+  bias?: boolean;
+  /**
+   * Also write the column sums of op(B), `S[b, j] = Σ_k op(B[b])[k, j]`
+   * (unscaled): encode then takes `columnSums` (`batch·n` f32). For a weight
+   * gradient `Xᵀ·dY` they are the bias gradient.
+   */
+  columnSums?: boolean;
 }
 
 /** How {@linkcode MatmulPlan.create} and {@linkcode matmul} compute a product. */
@@ -577,7 +689,7 @@ export function matmulPath(shape: MatmulShape, options: MatmulOptions = {}): Mat
   return { kernel, splitK: Math.ceil(k / kChunk), kChunk };
 }
 
-/** Bytes of the uniform block `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32, sumAlpha: f32 }`. */
+/** Bytes of the uniform block `{ batch, m, n, k: u32, alpha: f32, kChunk, splits: u32 }`, padded to 32. */
 const _PARAMS_BYTES = 32;
 
 /**
@@ -596,10 +708,13 @@ export class MatmulPlan {
   readonly alpha: number;
   /** The kernel and split-K this plan runs. */
   readonly path: Readonly<MatmulPath>;
+  /** The epilogues this plan computes. */
+  readonly epilogue: Readonly<Required<MatmulEpilogue>>;
   readonly #device: GPUDevice;
   readonly #pipeline: GPUComputePipeline;
   readonly #sum: GPUComputePipeline | undefined;
   readonly #partials: GPUBuffer | undefined;
+  readonly #sumPartials: GPUBuffer | undefined;
   readonly #params: GPUBuffer;
   readonly #workgroups: [number, number, number];
   readonly #sumWorkgroups: [number, number];
@@ -610,9 +725,11 @@ export class MatmulPlan {
     shape: Required<MatmulShape>,
     alpha: number,
     path: MatmulPath,
+    epilogue: Required<MatmulEpilogue>,
   ) {
     const { batch, m, n, k } = shape;
     const split = path.splitK > 1;
+    this.epilogue = epilogue;
     this.#device = device;
     this.#pipeline = pipelines.main;
     this.#sum = pipelines.sum;
@@ -621,7 +738,7 @@ export class MatmulPlan {
     this.path = path;
     this.flops = 2 * batch * m * n * k;
     this.#workgroups = _workgroups(shape, path);
-    this.#sumWorkgroups = _sumWorkgroups(device, batch * m * n);
+    this.#sumWorkgroups = _sumWorkgroups(device, _sumCount(shape, epilogue));
     this.#params = device.createBuffer({
       label: `${pipelines.main.label}.params`,
       size: _PARAMS_BYTES,
@@ -634,11 +751,13 @@ export class MatmulPlan {
         `${pipelines.main.label}.partials`,
       )
       : undefined;
+    this.#sumPartials = split && epilogue.columnSums
+      ? createStorageBuffer(device, batch * path.splitK * n * 4, `${pipelines.main.label}.sums`)
+      : undefined;
     const params = new ArrayBuffer(_PARAMS_BYTES);
     new Uint32Array(params, 0, 4).set([batch, m, n, k]);
-    new Float32Array(params, 16, 1)[0] = split ? 1 : alpha; // split: the sum scales
+    new Float32Array(params, 16, 1)[0] = alpha;
     new Uint32Array(params, 20, 2).set([path.kChunk, path.splitK]);
-    new Float32Array(params, 28, 1)[0] = alpha;
     device.queue.writeBuffer(this.#params, 0, params);
   }
 
@@ -647,19 +766,19 @@ export class MatmulPlan {
    * limits), then builds or fetches the pipeline, labelled `matmul.nn`,
    * `matmul.nt`, `matmul.tn` or `matmul.tt` (the tiled kernel) or
    * `matmul.direct.nn` … (the direct one) plus the operands read or written
-   * as `vec4`s (e.g. `matmul.nt.vec4-abc`), and with split-K
-   * `matmul.split_sum`. Throws a `RangeError` for a bad shape or option before
-   * any GPU work.
+   * as `vec4`s (e.g. `matmul.nt.vec4-abc`) and its epilogues (`.bias`,
+   * `.colsum`), and with split-K `matmul.split_sum`. Throws a `RangeError`
+   * for a bad shape or option before any GPU work.
    */
   static async create(
     device: GPUDevice,
     shape: MatmulShape,
     alpha = 1,
-    options: MatmulOptions = {},
+    options: MatmulOptions & MatmulEpilogue = {},
   ): Promise<MatmulPlan> {
     _validate(shape, alpha);
     const path = matmulPath(shape, options);
-    _checkLimits(device, shape, path);
+    _checkLimits(device, shape, path, options);
     _assertDeviceAlive(device);
     const { m, n, k } = shape;
     const transA = shape.transA ?? false;
@@ -671,11 +790,16 @@ export class MatmulPlan {
       vec4A: (transA ? m : k) % 4 === 0,
       vec4B: (transB ? k : n) % 4 === 0,
       vec4C: n % 4 === 0,
+      bias: options.bias ?? false,
+      columnSums: options.columnSums ?? false,
     };
+    const epilogue = { bias: config.bias!, columnSums: config.columnSums! };
     const vec4 = [config.vec4A && "a", config.vec4B && "b", config.vec4C && "c"].filter(Boolean);
     const name = `matmul.${path.kernel === "direct" ? "direct." : ""}` +
       `${transA ? "t" : "n"}${transB ? "t" : "n"}` +
-      (vec4.length ? `.vec4-${vec4.join("")}` : "");
+      (vec4.length ? `.vec4-${vec4.join("")}` : "") +
+      (epilogue.bias ? ".bias" : "") + (epilogue.columnSums ? ".colsum" : "");
+    const sumName = `matmul.split_sum${epilogue.columnSums ? ".colsum" : ""}`;
     const [main, sum] = await Promise.all([
       getPipeline(device, {
         key: name,
@@ -687,36 +811,69 @@ export class MatmulPlan {
       }),
       path.splitK > 1
         ? getPipeline(device, {
-          key: "matmul.split_sum",
-          label: "matmul.split_sum",
-          code: matmulSplitSumWgsl,
+          key: sumName,
+          label: sumName,
+          code: () => matmulSplitSumWgsl({ columnSums: epilogue.columnSums }),
         })
         : undefined,
     ]);
-    return new MatmulPlan(device, { main, sum }, { ...shape, transA, transB }, alpha, path);
+    return new MatmulPlan(
+      device,
+      { main, sum },
+      { ...shape, transA, transB },
+      alpha,
+      path,
+      epilogue,
+    );
   }
 
   /**
    * Records the product in `encoder` (one compute pass: one dispatch, or two
    * with split-K): reads `a` (`batch·m·k` f32) and `b` (`batch·k·n` f32),
-   * writes `c` (`batch·m·n` f32). Throws a `RangeError` if a buffer is too
-   * small.
+   * writes `c` (`batch·m·n` f32); with the plan's epilogues, reads
+   * `extra.bias` (`n` f32) and writes `extra.columnSums` (`batch·n` f32).
+   * Throws a `RangeError` if a buffer is too small, a `TypeError` if an
+   * epilogue's buffer is missing or one is given that the plan has no
+   * epilogue for.
    */
-  encode(encoder: GPUCommandEncoder, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer): void {
+  encode(
+    encoder: GPUCommandEncoder,
+    a: GPUBuffer,
+    b: GPUBuffer,
+    c: GPUBuffer,
+    extra: { bias?: GPUBuffer; columnSums?: GPUBuffer } = {},
+  ): void {
     const { batch, m, n, k } = this.shape;
     checkBufferSize("matmul buffer a", a, batch * m * k * 4);
     checkBufferSize("matmul buffer b", b, batch * k * n * 4);
     checkBufferSize("matmul buffer c", c, batch * m * n * 4);
+    for (const key of ["bias", "columnSums"] as const) {
+      if (this.epilogue[key] !== (extra[key] !== undefined)) {
+        throw new TypeError(
+          this.epilogue[key]
+            ? `matmul: this plan computes ${key}: encode needs extra.${key}`
+            : `matmul: extra.${key} given to a plan made without the ${key} option`,
+        );
+      }
+    }
+    if (extra.bias) checkBufferSize("matmul buffer bias", extra.bias, n * 4);
+    if (extra.columnSums) {
+      checkBufferSize("matmul buffer columnSums", extra.columnSums, batch * n * 4);
+    }
     const device = this.#device;
     const out = this.#partials ?? c;
-    const group = cachedBindGroup(device, this.#pipeline, [a, b, out, this.#params]);
+    const sums = this.#sumPartials ?? extra.columnSums;
+    const bindings = [a, b, out, this.#params, extra.bias, sums].filter((x) => x !== undefined);
+    const group = cachedBindGroup(device, this.#pipeline, bindings);
     const pass = encoder.beginComputePass({ label: this.#pipeline.label });
     pass.setPipeline(this.#pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(...this.#workgroups);
     if (this.#sum) {
+      const sumBindings = [out, c, this.#params, sums, extra.columnSums]
+        .filter((x) => x !== undefined);
       pass.setPipeline(this.#sum);
-      pass.setBindGroup(0, cachedBindGroup(device, this.#sum, [out, c, this.#params]));
+      pass.setBindGroup(0, cachedBindGroup(device, this.#sum, sumBindings));
       pass.dispatchWorkgroups(...this.#sumWorkgroups);
     }
     pass.end();
@@ -726,7 +883,14 @@ export class MatmulPlan {
   destroy(): void {
     this.#params.destroy();
     this.#partials?.destroy();
+    this.#sumPartials?.destroy();
   }
+}
+
+/** Elements the split sum writes: C's, and with column sums S's. */
+function _sumCount(shape: MatmulShape, epilogue: MatmulEpilogue): number {
+  const { batch, m, n } = shape;
+  return batch * m * n + (epilogue.columnSums ? batch * n : 0);
 }
 
 /** Workgroups of the product's kernel: `(ceil(n / TILE_N), ceil(m / TILE_M), batch · splitK)`. */
@@ -824,7 +988,12 @@ function _validateOptions(options: MatmulOptions): void {
 }
 
 /** Throws a `RangeError` if the product exceeds the device's dispatch or buffer limits. */
-function _checkLimits(device: GPUDevice, shape: MatmulShape, path: MatmulPath): void {
+function _checkLimits(
+  device: GPUDevice,
+  shape: MatmulShape,
+  path: MatmulPath,
+  epilogue: MatmulEpilogue,
+): void {
   const { batch, m, n, k } = shape;
   const maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
   const [x, y, z] = _workgroups(shape, path);
@@ -841,6 +1010,9 @@ function _checkLimits(device: GPUDevice, shape: MatmulShape, path: MatmulPath): 
   const maxBytes = maxBindingBytes(device);
   const values: Record<string, number> = { a: batch * m * k, b: batch * k * n, c: batch * m * n };
   if (path.splitK > 1) values["the split-K partial products"] = batch * path.splitK * m * n;
+  if (path.splitK > 1 && epilogue.columnSums) {
+    values["the split-K partial column sums"] = batch * path.splitK * n;
+  }
   for (const [name, count] of Object.entries(values)) {
     if (count * 4 > maxBytes) {
       throw new RangeError(
@@ -849,10 +1021,11 @@ function _checkLimits(device: GPUDevice, shape: MatmulShape, path: MatmulPath): 
       );
     }
   }
-  const sumGroups = Math.ceil(batch * m * n / _SUM_WG);
+  const count = _sumCount(shape, epilogue);
+  const sumGroups = Math.ceil(count / _SUM_WG);
   if (path.splitK > 1 && sumGroups > maxGroups * maxGroups) {
     throw new RangeError(
-      `matmul: the split-K sum over ${batch * m * n} elements needs ${sumGroups} workgroups, ` +
+      `matmul: the split-K sum over ${count} elements needs ${sumGroups} workgroups, ` +
         `more than the device's maxComputeWorkgroupsPerDimension² = ${maxGroups * maxGroups}`,
     );
   }

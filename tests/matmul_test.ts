@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   matmul,
+  type MatmulEpilogue,
   type MatmulOptions,
   matmulPath,
   MatmulPlan,
@@ -173,6 +174,92 @@ Deno.test("MatmulPlan with split-K gives the same bits every time and reuses its
   } finally {
     plan.destroy();
     [...bufs.flat(), ...outs].forEach((b) => b.destroy());
+  }
+});
+
+/** Σ_k op(B[b])[k, j] in f64: the column sums a plan's `columnSums` epilogue writes. */
+function columnSumsReference(b: Float32Array, shape: MatmulShape): Float32Array {
+  const { batch, n, k } = shape;
+  const out = new Float32Array(batch * n); // [B,N]
+  for (let bi = 0; bi < batch; bi++) {
+    for (let j = 0; j < n; j++) {
+      let sum = 0;
+      for (let p = 0; p < k; p++) {
+        sum += b[bi * k * n + (shape.transB ? j * k + p : p * n + j)];
+      }
+      out[bi * n + j] = sum;
+    }
+  }
+  return out;
+}
+
+Deno.test("MatmulPlan adds a bias and writes op(B)'s column sums in its dispatch, on every path", async () => {
+  const device = await getDevice();
+  const shapes: MatmulShape[] = [
+    { batch: 1, m: 32, n: 32, k: 576, transA: true }, // a weight gradient and its bias gradient
+    { batch: 2, m: 33, n: 7, k: 97, transB: true },
+    { batch: 1, m: 130, n: 66, k: 40 },
+    { batch: 2, m: 5, n: 13, k: 200, transA: true, transB: true },
+  ];
+  // As the dense layers use them: the bias in the forward product, the column
+  // sums in the weight gradient's (each epilogue alone, so at binding 4).
+  const epilogues: MatmulEpilogue[] = [{ bias: true }, { columnSums: true }];
+  for (const [i, shape] of shapes.entries()) {
+    const { batch, m, n, k } = shape;
+    const a = uniform(batch * m * k, 71 + i), b = uniform(batch * k * n, 81 + i);
+    const bias = uniform(n, 91 + i);
+    const product = matmulReference(a, b, shape, 0.5);
+    const withBias = product.map((x, e) => x + bias[e % n]);
+    const sums = columnSumsReference(b, shape);
+    const [aBuf, bBuf, biasBuf] = [a, b, bias].map((x) => uploadBuffer(device, x, "test.epi"));
+    const cBuf = createStorageBuffer(device, batch * m * n * 4, "test.epi.c");
+    const sBuf = createStorageBuffer(device, batch * n * 4, "test.epi.s");
+    try {
+      for (const options of PATHS) {
+        for (const epilogue of epilogues) {
+          const plan = await MatmulPlan.create(device, shape, 0.5, { ...options, ...epilogue });
+          const encoder = device.createCommandEncoder();
+          plan.encode(encoder, aBuf, bBuf, cBuf, {
+            bias: epilogue.bias ? biasBuf : undefined,
+            columnSums: epilogue.columnSums ? sBuf : undefined,
+          });
+          device.queue.submit([encoder.finish()]);
+          const what = Object.keys(epilogue).join("+");
+          const label = `matmul ${what} ${options.kernel} split ${plan.path.splitK} ${
+            describe(shape)
+          }`;
+          const c = await readFloat32(device, cBuf, batch * m * n);
+          assertClose(label, c, epilogue.bias ? withBias : product, TOL.f32Forward);
+          if (epilogue.columnSums) {
+            assertClose(
+              `${label} sums`,
+              await readFloat32(device, sBuf, batch * n),
+              sums,
+              TOL.f32Forward,
+            );
+          }
+          plan.destroy();
+        }
+      }
+      // An epilogue's buffer must match the plan.
+      const plain = await MatmulPlan.create(device, shape);
+      const withSums = await MatmulPlan.create(device, shape, 1, { columnSums: true });
+      assert.throws(
+        () => plain.encode(device.createCommandEncoder(), aBuf, bBuf, cBuf, { bias: biasBuf }),
+        {
+          name: "TypeError",
+          message: /extra\.bias given to a plan made without the bias option/,
+        },
+      );
+      assert.throws(() => withSums.encode(device.createCommandEncoder(), aBuf, bBuf, cBuf), {
+        name: "TypeError",
+        message: /this plan computes columnSums: encode needs extra\.columnSums/,
+      });
+      plain.destroy();
+      withSums.destroy();
+    } finally {
+      [aBuf, bBuf, biasBuf, cBuf, sBuf].forEach((x) => x.destroy());
+    }
   }
 });
 

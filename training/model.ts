@@ -294,14 +294,16 @@ export class Model {
 // ---------------------------------------------------------------------------
 // Layers: each owns its plans and records its forward and backward passes.
 
-/** `y = x·W (+ b)` for x `[rows, inDim]`, W `[inDim, outDim]`. */
+/**
+ * `y = x·W (+ b)` for x `[rows, inDim]`, W `[inDim, outDim]`: the bias is
+ * added by the product's own dispatch, and the weight gradient's dispatch
+ * (`xᵀ·dy`) also writes the bias gradient (the column sums of dy).
+ */
 class Linear {
   private constructor(
     readonly fwd: MatmulPlan,
     readonly dx: MatmulPlan | undefined,
     readonly dw: MatmulPlan | undefined,
-    readonly bias: BiasAddPlan | undefined,
-    readonly dbias: ColumnSumPlan | undefined,
   ) {}
 
   static async create(
@@ -312,23 +314,25 @@ class Linear {
     options: { bias: boolean; backward: boolean; needDx: boolean },
   ): Promise<Linear> {
     const { bias, backward, needDx } = options;
-    const [fwd, dx, dw, biasPlan, dbias] = await Promise.all([
-      MatmulPlan.create(device, { batch: 1, m: rows, n: outDim, k: inDim }),
+    const [fwd, dx, dw] = await Promise.all([
+      MatmulPlan.create(device, { batch: 1, m: rows, n: outDim, k: inDim }, 1, { bias }),
       backward && needDx
         ? MatmulPlan.create(device, { batch: 1, m: rows, n: inDim, k: outDim, transB: true })
         : undefined,
       backward
-        ? MatmulPlan.create(device, { batch: 1, m: inDim, n: outDim, k: rows, transA: true })
+        ? MatmulPlan.create(
+          device,
+          { batch: 1, m: inDim, n: outDim, k: rows, transA: true },
+          1,
+          { columnSums: bias },
+        )
         : undefined,
-      bias ? BiasAddPlan.create(device, { rows, width: outDim }) : undefined,
-      bias && backward ? ColumnSumPlan.create(device, { rows, width: outDim }) : undefined,
     ]);
-    return new Linear(fwd, dx, dw, biasPlan, dbias);
+    return new Linear(fwd, dx, dw);
   }
 
   forward(enc: GPUCommandEncoder, x: Tensor, w: Param, b: Param | undefined, y: Tensor): void {
-    this.fwd.encode(enc, x.buffer, w.value.buffer, y.buffer);
-    if (b) this.bias!.encode(enc, { x: y.buffer, bias: b.value.buffer });
+    this.fwd.encode(enc, x.buffer, w.value.buffer, y.buffer, { bias: b?.value.buffer });
   }
 
   /** Writes dW (and db), and dx when a buffer is given. */
@@ -340,13 +344,12 @@ class Linear {
     dy: Tensor,
     dx: Tensor | undefined,
   ): void {
-    this.dw!.encode(enc, x.buffer, dy.buffer, w.grad.buffer);
-    if (b) this.dbias!.encode(enc, { x: dy.buffer, out: b.grad.buffer });
+    this.dw!.encode(enc, x.buffer, dy.buffer, w.grad.buffer, { columnSums: b?.grad.buffer });
     if (dx) this.dx!.encode(enc, dy.buffer, w.value.buffer, dx.buffer);
   }
 
   destroy(): void {
-    for (const p of [this.fwd, this.dx, this.dw, this.bias, this.dbias]) p?.destroy();
+    for (const p of [this.fwd, this.dx, this.dw]) p?.destroy();
   }
 }
 
