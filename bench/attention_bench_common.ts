@@ -3,7 +3,10 @@
  * shape group on resident buffers (the first run, which compiles, kept out
  * of the timed region), every timed iteration recorded by its GPU time, and
  * a summary printed when the run ends with GFLOP/s and measured speed ratios
- * beside the operation-count model's.
+ * beside the operation-count model's; and the peers in the same groups, on
+ * the wall clock: TF.js ({@linkcode benchTfjsGroups}), ONNX Runtime Web and
+ * jax-js ({@linkcode benchPeerGroups}, through bench/peers/peers.ts, with
+ * what each ran in the summary).
  *
  * @module
  */
