@@ -19,7 +19,8 @@ import {
   getDevice,
   seededInputs,
 } from "../mod.ts";
-import { isSoftwareDevice } from "../kernels/device.ts";
+import { AttentionPlan } from "../kernels/attention.ts";
+import { compilePipelines, isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
@@ -72,14 +73,14 @@ export function longContextSeqLen(maxBinding: number): number {
 }
 
 /**
- * Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 10 timed rounds, forward
+ * Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 5 timed rounds, forward
  * and backward, long-context check on.
  */
 export const DEMO_DEFAULTS: DemoOptions = {
   seqLens: [256, 512, 1024],
   heads: 4,
   headDims: [64],
-  reps: 10,
+  reps: 5,
   backward: true,
   long: true,
 };
@@ -276,41 +277,51 @@ export async function runDemo(
 }
 
 /**
- * Compiles the kernels of `work` before anything is timed, by running each
- * workload once at its small shape (Mesa's OpenGL driver generates a
- * shader's code at its first dispatch, so creating the pipeline is not
- * enough). On a terminal a live line counts them ("compiling kernels 3/12");
- * otherwise each one that took longer than half a second gets a line.
+ * Compiles the kernels of `work` before anything is timed: builds each
+ * workload's plan at its small shape (which creates its pipelines), then
+ * runs every new pipeline once with `compilePipelines` (Mesa's drivers
+ * generate a shader's code at its first dispatch, so creating the pipeline
+ * is not enough). The count is of pipelines, the unit a driver compiles. On a
+ * terminal a live line counts them ("compiling kernels 3/12"); otherwise each
+ * one that took longer than half a second gets a line.
  */
 async function compileKernels(work: DemoWork[], log: (line: string) => void): Promise<void> {
   const tty = log === console.log && Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   const t0 = performance.now();
-  log(`\ncompiling kernels: ${work.length} workloads (cached ones take milliseconds):`);
-  for (const [i, w] of work.entries()) {
-    const what = `${w.implementation} ${w.activation} ${w.pass}${w.causal ? " causal" : ""} ` +
-      `D=${w.shape.headDim} S=${w.shape.seqLen}`;
-    if (tty) {
-      Deno.stdout.writeSync(
-        encoder.encode(`\r\x1b[2K  compiling kernels ${i + 1}/${work.length}: ${what}`),
+  const device = await getDevice();
+  const plans = [];
+  try {
+    for (const w of work) {
+      plans.push(
+        await AttentionPlan.create(
+          w.shape,
+          { activation: w.activation, implementation: w.implementation, causal: w.causal },
+          { backward: w.pass === "backward" },
+        ),
       );
     }
-    const t = performance.now();
-    const workload = await attentionWorkload(
-      w.shape,
-      { activation: w.activation, implementation: w.implementation, causal: w.causal },
-      w.pass,
-    );
-    try {
-      await workload.run();
-    } finally {
-      workload.destroy();
-    }
-    const s = (performance.now() - t) / 1000;
-    if (!tty && s > 0.5) {
-      log(`  compiling kernels ${i + 1}/${work.length}: ${what}: ${s.toFixed(1)} s`);
-    }
+    let announced = false;
+    const count = await compilePipelines(device, ({ done, total, label, ms }) => {
+      if (!announced) {
+        log(
+          `\ncompiling kernels: ${total} pipelines for ${work.length} workloads (cached ones take milliseconds):`,
+        );
+        announced = true;
+      }
+      if (tty) {
+        Deno.stdout.writeSync(
+          encoder.encode(
+            `\r\x1b[2K  compiling kernels ${done}/${total}: ${label} (${(ms / 1000).toFixed(1)} s)`,
+          ),
+        );
+      } else if (ms > 500) {
+        log(`  compiling kernels ${done}/${total}: ${label}: ${(ms / 1000).toFixed(1)} s`);
+      }
+    });
+    if (tty && count > 0) Deno.stdout.writeSync(encoder.encode("\r\x1b[2K"));
+  } finally {
+    for (const plan of plans) plan.destroy();
   }
-  if (tty) Deno.stdout.writeSync(encoder.encode("\r\x1b[2K"));
   log(`  kernels ready in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }

@@ -239,7 +239,15 @@ export function _assertDeviceAlive(device: GPUDevice): void {
 // ---------------------------------------------------------------------------
 // Pipeline cache
 
-const _pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+/** A cached pipeline, its WGSL, and whether {@linkcode compilePipelines} has run it yet. */
+interface _CachedPipeline {
+  label: string;
+  pipeline: Promise<GPUComputePipeline>;
+  code?: string;
+  warm: boolean;
+}
+
+const _pipelines = new WeakMap<GPUDevice, Map<string, _CachedPipeline>>();
 
 /** Everything needed to build one compute pipeline. */
 export interface PipelineSpec {
@@ -263,17 +271,133 @@ export function getPipeline(device: GPUDevice, spec: PipelineSpec): Promise<GPUC
   let cache = _pipelines.get(device);
   if (!cache) _pipelines.set(device, cache = new Map());
   const key = `${spec.key}|${JSON.stringify(spec.constants ?? {})}`;
-  let pipeline = cache.get(key);
-  if (!pipeline) {
-    pipeline = _compile(device, spec);
-    cache.set(key, pipeline);
-    pipeline.catch(() => cache.delete(key));
+  let entry = cache.get(key);
+  if (!entry) {
+    const code = spec.code();
+    const built: _CachedPipeline = {
+      label: spec.label,
+      code,
+      pipeline: _compile(device, spec, code),
+      warm: false,
+    };
+    cache.set(key, entry = built);
+    built.pipeline.catch(() => cache.delete(key));
   }
-  return pipeline;
+  return entry.pipeline;
 }
 
-async function _compile(device: GPUDevice, spec: PipelineSpec): Promise<GPUComputePipeline> {
-  const code = spec.code();
+/** Progress of {@linkcode compilePipelines}: after each pipeline it ran. */
+export interface CompileProgress {
+  /** Pipelines run so far, this one included. */
+  done: number;
+  /** Pipelines this call runs. */
+  total: number;
+  /** The pipeline's label, e.g. `attention.backward.dq.d64.r8`. */
+  label: string;
+  /** Wall time of its first dispatch, ms: the compile on a cold shader cache. */
+  ms: number;
+}
+
+/**
+ * Compiles every pipeline built on `device` by {@linkcode getPipeline} that
+ * this function has not run yet, one at a time, and calls `onProgress` after
+ * each. Returns how many it ran.
+ *
+ * Mesa's software drivers (and others) generate a shader's machine code at
+ * its pipeline's first dispatch, not in `createComputePipeline`; so each
+ * pipeline is dispatched once, one workgroup over zero-filled buffers (with
+ * a zero uniform the kernels' sizes are 0 and they do no work). Call it after
+ * building the plans a program will run and before timing anything: no
+ * measurement then includes compile time, and a cold first run can show a
+ * live count ("compiling kernels 3/12").
+ *
+ * @example
+ * ```ts
+ * import { AttentionPlan, getDevice } from "@sigmax/sigmax";
+ * import { compilePipelines } from "./device.ts";
+ * const device = await getDevice();
+ * const plan = await AttentionPlan.create(
+ *   { batch: 1, heads: 1, seqLen: 8, headDim: 4 },
+ *   { activation: "sigmoid", device },
+ * );
+ * await compilePipelines(device, (p) => console.log(`compiling kernels ${p.done}/${p.total}`));
+ * plan.destroy();
+ * ```
+ */
+export async function compilePipelines(
+  device: GPUDevice,
+  onProgress: (progress: CompileProgress) => void = () => {},
+): Promise<number> {
+  const pending = [...(_pipelines.get(device)?.values() ?? [])].filter((p) => !p.warm);
+  for (const [i, entry] of pending.entries()) {
+    const pipeline = await entry.pipeline;
+    const t0 = performance.now();
+    await _dispatchOnce(device, pipeline, entry.code ?? "");
+    entry.warm = true;
+    entry.code = undefined;
+    onProgress({
+      done: i + 1,
+      total: pending.length,
+      label: entry.label,
+      ms: performance.now() - t0,
+    });
+  }
+  return pending.length;
+}
+
+/** Dispatches `pipeline` once, one workgroup, with a zero-filled buffer at every binding `code` declares. */
+async function _dispatchOnce(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  code: string,
+): Promise<void> {
+  const groups = new Map<number, { binding: number; uniform: boolean }[]>();
+  for (
+    const [, group, binding, space] of code.matchAll(
+      /@group\((\d+)\)\s*@binding\((\d+)\)\s*var<(\w+)/g,
+    )
+  ) {
+    const list = groups.get(Number(group)) ?? [];
+    list.push({ binding: Number(binding), uniform: space === "uniform" });
+    groups.set(Number(group), list);
+  }
+  const buffers: GPUBuffer[] = [];
+  const encoder = device.createCommandEncoder({ label: `${pipeline.label}.compile` });
+  const pass = encoder.beginComputePass({ label: `${pipeline.label}.compile` });
+  pass.setPipeline(pipeline);
+  for (const [group, list] of groups) {
+    pass.setBindGroup(
+      group,
+      device.createBindGroup({
+        label: `${pipeline.label}.compile`,
+        layout: pipeline.getBindGroupLayout(group),
+        entries: list.map(({ binding, uniform }) => {
+          const buffer = device.createBuffer({
+            label: `${pipeline.label}.compile`,
+            size: 4096,
+            usage: uniform ? GPUBufferUsage.UNIFORM : GPUBufferUsage.STORAGE,
+          });
+          buffers.push(buffer);
+          return { binding, resource: { buffer } };
+        }),
+      }),
+    );
+  }
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  try {
+    await gpuDone(device);
+  } finally {
+    for (const buffer of buffers) buffer.destroy();
+  }
+}
+
+async function _compile(
+  device: GPUDevice,
+  spec: PipelineSpec,
+  code: string,
+): Promise<GPUComputePipeline> {
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ label: spec.label, code });
   const pipeline = device.createComputePipeline({
