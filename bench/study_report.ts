@@ -638,6 +638,27 @@ function paperCellHtml(
     ],
   };
   specs.push(main, local);
+  // The gate-neutral endpoint (training/moe/matched.ts), when the runs kept their parameters.
+  const matched: ChartSpec | undefined = c.matched && {
+    id: id(`chart-paper-matched-${slug(c.cell)}`),
+    title: `matched-atom error vs n: ${c.cell}`,
+    yTitle: "worst matched pair's parameter distance",
+    xTitle: "n, samples (log\u2082 scale)",
+    yLog: true,
+    format: "sci",
+    series: GATES.map((gate) => {
+      const k = c.curves.find((x) => x.gate === gate)!;
+      return {
+        label: `${gate}: slope ${k.matched!.slope.estimate.toFixed(2)}`,
+        color: COLORS[gate],
+        band: BANDS[gate],
+        points: bandPoints(k.matched!.points.map((p) => ({ n: p.n, ci: p.value })), true),
+      };
+    }),
+    lines: [],
+  };
+  if (matched) specs.push(matched);
+  const m = c.matched;
   const d = c.difference!;
   const rows = GATES.map((gate) => {
     const k = c.curves.find((x) => x.gate === gate)!;
@@ -653,7 +674,9 @@ function paperCellHtml(
 <p class="about">${escapeHtml(title)}; ${
     c.role === "primary"
       ? "a test of the claim"
-      : "the positive control (both rates parametric: the gates must tie)"
+      : c.role === "planted"
+      ? "the positive control (one gate's noise shrinks with n: its slopes must be steeper)"
+      : "the null control (both rates parametric: the gates must tie)"
   }; seeds ${escapeHtml(c.seeds.join(", "))}${
     c.incompleteSeeds.length
       ? ` (not analysed, runs missing: ${escapeHtml(c.incompleteSeeds.join(", "))})`
@@ -661,10 +684,23 @@ function paperCellHtml(
   }.</p>
 <p><strong>${escapeHtml(c.verdict)}</strong>: ${
     escapeHtml(c.verdictText)
-  }. BCa paired-seed bootstrap: ${ci(d.bootstrap, signed(fixed(3)))}.</p>
+  }. BCa paired-seed bootstrap: ${ci(d.bootstrap, signed(fixed(3)))}; MDE ${
+    c.mde !== undefined ? fixed(2)(c.mde) : DASH
+  }.${
+    m
+      ? ` Matched-atom error: slope difference ${
+        ci({ ...m.difference, low: m.difference.lo, high: m.difference.hi }, signed(fixed(3)))
+      }, ${
+        m.holmP !== undefined
+          ? `Holm p ${m.holmP.toPrecision(2)}`
+          : `p ${m.difference.pValue.toPrecision(2)}`
+      }, MDE ${fixed(2)(m.mde)}: <strong>${escapeHtml(m.verdict)}</strong>.`
+      : ""
+  }</p>
 <div class="grid">
 ${figure(main, `Voronoi loss against n, ${c.cell}`)}
 ${figure(local, `local slopes, ${c.cell}`)}
+${matched ? figure(matched, `matched-atom error against n, ${c.cell}`) : ""}
 </div>
 ${
     table(
@@ -686,7 +722,18 @@ export async function paperHtml(
   const id = idMaker();
   const cells = a.cells.map((c) => paperCellHtml(c, id, specs)).join("\n");
   const summary = table(
-    ["cell", "role", "sigmoid slope", "softmax slope", "difference [t 95%]", "Holm p", "verdict"],
+    [
+      "cell",
+      "role",
+      "sigmoid slope",
+      "softmax slope",
+      "difference [t 95%]",
+      "Holm p",
+      "verdict",
+      "matched error: difference [t 95%]",
+      "Holm p",
+      "verdict",
+    ],
     a.cells.map((c) => {
       const sl = (g: "sigmoid" | "softmax") =>
         ci(c.curves.find((k) => k.gate === g)?.slope, fixed(3));
@@ -700,9 +747,18 @@ export async function paperHtml(
           : DASH,
         c.holmP !== undefined ? c.holmP.toPrecision(2) : DASH,
         escapeHtml(c.verdict),
+        c.matched
+          ? ci({
+            ...c.matched.difference,
+            low: c.matched.difference.lo,
+            high: c.matched.difference.hi,
+          }, signed(fixed(3)))
+          : DASH,
+        c.matched?.holmP !== undefined ? c.matched.holmP.toPrecision(2) : DASH,
+        c.matched ? escapeHtml(c.matched.verdict) : DASH,
       ];
     }),
-    [false, false, true, true, true, true, false],
+    [false, false, true, true, true, true, false, true, true, false],
   );
   const meta: [string, string][] = [
     ["preset", escapeHtml(String(a.preset))],
@@ -733,7 +789,7 @@ ${chartJs}
 <body>
 <h1>sigmax paper study: the least-squares estimator of sigmoid- vs softmax-gated mixtures</h1>
 <p id="page-error" hidden></p>
-<p class="about">Each fit is the least-squares estimator of a mixture of experts with quadratic gating scores (arXiv 2502.00281, 2405.13997, 2410.11222), with the same gate as the truth; the Voronoi loss measures how far its experts are from the true ones. Lines: geometric mean over seeds with the t 95% interval of the mean log; dashed: the fitted power law.</p>
+<p class="about">Each fit is the least-squares estimator of a mixture of experts with quadratic gating scores (arXiv 2502.00281, 2405.13997, 2410.11222), with the same gate as the truth; the Voronoi loss (our reading of the papers') and the matched-atom error (ours, with no gate weights or powers) measure how far its experts are from the true ones. Lines: geometric mean over seeds with the t 95% interval of the mean log; dashed: the fitted power law.</p>
 <dl class="meta">
 ${meta.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("\n")}
 </dl>

@@ -25,7 +25,14 @@ import {
   type PageOutcome,
   REQUIRED,
 } from "./_browser.ts";
-import { fixturePaperStudy, fixtureStudy } from "./_study_report_fixture.ts";
+import {
+  FIXTURE_PAPER_PRESET,
+  fixturePaperRecords,
+  fixturePaperStudy,
+  fixtureStudy,
+} from "./_study_report_fixture.ts";
+import { analyzePaperStudy } from "../training/study/analyze.ts";
+import { packAtoms, trueAtoms } from "../training/moe/model.ts";
 
 announceBrowser("study report browser test");
 
@@ -74,6 +81,33 @@ Deno.test({
         const file = `${dir}/paper.html`;
         await Deno.writeTextFile(file, await paperHtml(fixturePaperStudy()));
         check("paper", await openPage(browser, file), 4);
+      });
+      await t.step("the paper study with stored parameters: three panels per cell", async () => {
+        // The fixture's fits given parameters: the truth with one expert moved by n^-1/2
+        // (and, over-specified, a third expert), so the matched-atom error has a curve.
+        const t = trueAtoms("dense");
+        const records = fixturePaperRecords().map((r) => {
+          const c = r.result.config;
+          const spec = {
+            gate: c.gate,
+            expert: c.expert,
+            score: c.score,
+            dim: 2,
+            experts: r.result.k,
+          };
+          const moved = {
+            ...t[0],
+            a: [t[0].a[0] + r.spec.n ** -0.5 * (1 + 0.1 * r.spec.seed), t[0].a[1]],
+          };
+          const third = { A: [1, 0, 1], b: [0, 0], c: -2, a: [0.1, 0], e: 0.05 };
+          const atoms = r.result.k === 3 ? [moved, t[1], third] : [moved, t[1]];
+          return { ...r, result: { ...r.result, theta: Array.from(packAtoms(spec, atoms)) } };
+        });
+        const analysis = analyzePaperStudy(FIXTURE_PAPER_PRESET, records);
+        assert.ok(analysis.cells.every((c) => c.matched));
+        const file = `${dir}/paper-matched.html`;
+        await Deno.writeTextFile(file, await paperHtml(analysis));
+        check("paper-matched", await openPage(browser, file), 6);
       });
       await t.step("no teacher cells", async () => {
         check("tasks", await open("tasks", fixtureStudy({ cells: ["sort"] })), 1);

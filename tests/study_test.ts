@@ -160,8 +160,17 @@ Deno.test("the paper grid pairs both gates on every (cell, n, seed); paper-quick
         r.attention === "sigmoid" && r.cell === run.cell && r.n === run.n && r.seed === run.seed
       );
       assert.ok(twin, `${run.id} has no sigmoid twin`);
-      // Same data seed, same cell; the gate of truth and fit is the only difference.
-      assert.deepEqual({ ...twin.moe, gate: "softmax" }, run.moe);
+      // Same data seed, same cell; the gate of truth and fit is the only difference, but
+      // for the noise of a positive control's planted gate.
+      assert.deepEqual({ ...twin.moe, gate: "softmax", noise: run.moe.noise }, run.moe);
+      const cell = preset.cells.find((c) => c.name === run.cell)!;
+      if (!cell.planted) assert.equal(twin.moe.noise, run.moe.noise);
+      else {
+        const shrunk = cell.planted.gate === "sigmoid" ? twin : run;
+        const n0 = Math.min(...cell.ns);
+        assert.equal(shrunk.moe.noise, preset.noise * (run.n / n0) ** -cell.planted.exponent);
+        assert.equal((shrunk === twin ? run : twin).moe.noise, preset.noise);
+      }
     }
   }
   for (const name of ["paper-quick", "paper"] as const) {
@@ -175,7 +184,8 @@ Deno.test("the paper grid pairs both gates on every (cell, n, seed); paper-quick
       );
     }
     assert.ok(
-      p.cells.some((c) => c.role === "control") && p.cells.some((c) => c.role === "primary"),
+      p.cells.some((c) => c.role === "control") && p.cells.some((c) => c.role === "primary") &&
+        p.cells.some((c) => c.role === "planted"),
     );
   }
   assert.deepEqual(logSpaced(10, 1000, 3), [10, 100, 1000]);
