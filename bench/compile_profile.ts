@@ -9,12 +9,22 @@
  *
  * The WebGPU device is wrapped, not changed: `createShaderModule`,
  * `createComputePipeline` and the first submission that dispatches each
- * pipeline are timed around the real calls. Vulkan lavapipe compiles the
- * whole shader while the pipeline is created. OpenGL llvmpipe does only the
- * GLSL front end there and generates the machine code at the pipeline's
- * first dispatch, so on OpenGL the first submission's time (submit until the
+ * pipeline are timed around the real calls. Both Mesa drivers generate the
+ * machine code at a pipeline's first dispatch (`createComputePipeline` does
+ * the front end only), so the first submission's time (submit until the
  * queue is done, which also holds the dispatch's small run time) is the
- * larger part of a cold compile.
+ * cold compile. The demo runs each pipeline once by itself
+ * (`compilePipelines`), so each row is one pipeline's compile.
+ *
+ * What drives it, measured: on Vulkan lavapipe, a new compile for every new
+ * value of a uniform that steers control flow (Mesa's uniform inlining: every
+ * sequence length, causal flag or activation flag), unless the kernel reads
+ * its uniforms at an offset the compiler cannot fold (the software kernels
+ * do); and the unrolled rows × head dim (R = 1/2/4/8 rows per lane:
+ * 2.1/3.2/5.7/13.6 s). On OpenGL llvmpipe, naga's zero-initialisation of
+ * workgroup memory, one store per 4 bytes, whose cost grows with the
+ * kernel's size (sigmoid forward D=64 R=2: 32 s CPU with 16 KiB of tiles,
+ * 8 s with 4 KiB).
  *
  * @module
  */

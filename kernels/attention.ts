@@ -56,6 +56,7 @@ import {
   uploadBuffer,
 } from "./device.ts";
 import type { AttentionGradients } from "./attention_reference.ts";
+import { FUSED_PARAMS_BYTES } from "./wgsl.ts";
 
 /**
  * GPU buffers of one forward call, all `[B,H,S,D]` except `lse`.
@@ -297,7 +298,7 @@ export class AttentionPlan {
     this.backwardFlops = 2.5 * this.forwardFlops;
     this.#uniform = device.createBuffer({
       label: "attention.params",
-      size: 16,
+      size: FUSED_PARAMS_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
   }
@@ -368,13 +369,14 @@ export class AttentionPlan {
     const { device, shape, options } = this;
     const { seqLen: S, headDim: D } = shape;
     const bh = shape.batch * shape.heads;
-    const params = new ArrayBuffer(16);
+    const params = new ArrayBuffer(FUSED_PARAMS_BYTES);
     new Uint32Array(params)[0] = S;
     if (options.implementation === "fused") {
       const f = new Float32Array(params);
       f[1] = options.scale;
       f[2] = options.sigmoidBias;
       new Uint32Array(params)[3] = options.causal ? 1 : 0;
+      new Uint32Array(params)[4] = options.activation === "softmax" ? 1 : 0;
       device.queue.writeBuffer(this.#uniform, 0, params);
       const config: Omit<FusedForwardConfig, "rowsPerLane"> = {
         activation: options.activation,
@@ -393,14 +395,19 @@ export class AttentionPlan {
         const backward = (kernel: BackwardKernel) =>
           tiles.tiling === "gpu"
             ? gpuBackwardPipeline(device, { ...config, kernel, tiles: tiles[kernel] })
-            : fusedBackwardPipeline(device, { ...config, kernel }, tiles[kernel]);
+            : fusedBackwardPipeline(
+              device,
+              { kernel, headDim: D, precision: options.precision },
+              tiles[kernel],
+            );
         const [dq, dkv] = await Promise.all([backward("dq"), backward("dkv")]);
         this.#fusedBackward = {
           dq,
           dkv,
           dqGroups: groups("dq"),
           dkvGroups: groups("dkv"),
-          delta: options.activation === "softmax"
+          // The software kernels serve both activations and bind Δ (and lse) either way.
+          delta: options.activation === "softmax" || tiles.tiling === "software"
             ? this.#own(createStorageBuffer(device, this.lseBytes, "attention.delta"))
             : undefined,
         };
@@ -513,9 +520,11 @@ export class AttentionPlan {
       const uniform = this.#uniform;
       const dqEntries = [uniform, q, k, v, dOut, dq];
       const dkvEntries = [uniform, q, k, v, dOut, dk, dv];
-      if (softmax) {
-        dqEntries.push(out, buffers.lse!, f.delta!);
-        dkvEntries.push(buffers.lse!, f.delta!);
+      if (softmax || this.tiling === "software") {
+        // Sigmoid's lse is never read: the software kernels serve both activations and bind one.
+        const lse = softmax ? buffers.lse! : (buffers.lse ?? this.#lse());
+        dqEntries.push(out, lse, f.delta!);
+        dkvEntries.push(lse, f.delta!);
       }
       this.#dispatch(encoder, f.dq, dqEntries, f.dqGroups); // writes Δ for dkv
       this.#dispatch(encoder, f.dkv, dkvEntries, f.dkvGroups);

@@ -32,6 +32,8 @@ import {
   loaderWgsl,
   rowEndWgsl,
   SIGMOID4_WGSL,
+  SOFTWARE_PARAMS_READ_WGSL,
+  SOFTWARE_PARAMS_WGSL,
   stageTilesWgsl,
   storerWgsl,
 } from "./wgsl.ts";
@@ -213,7 +215,7 @@ const R: u32 = ${R}u;    // query rows per invocation
 override WG: u32 = 16u;  // invocations per workgroup; a workgroup owns WG·R query rows
 override BK: u32 = 32u;  // keys per staged tile, a multiple of 4
 
-@group(0) @binding(0) var<uniform> params: Params;
+${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;   // [B,H,S,D]
 @group(0) @binding(2) var<storage, read> k: array<${elem}>;   // [B,H,S,D]
 @group(0) @binding(3) var<storage, read> v: array<${elem}>;   // [B,H,S,D]
@@ -233,6 +235,7 @@ ${storerWgsl("storeOut", "out", D, T)}
 ${softmax ? "" : SIGMOID4_WGSL}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+${SOFTWARE_PARAMS_READ_WGSL}
   let S = params.seqLen;
   let causal = params.causal != 0u;
   let rowBase = wid.y * S;        // first row of this (batch, head)
@@ -330,8 +333,9 @@ export const SOFTWARE_LOOP_LIMIT = 65535;
  * through a loop, plus one for each time a loop is entered (its final exit
  * test). Per staged tile of `tiles.keys` rows: one step of the tile loop,
  * the staging loop (`keys·D4/lanes` steps), the loops over the tile four
- * rows at a time (two for softmax forward), and for the softmax `dkv` kernel
- * the staging of lse and Δ (a loop whose every step runs two loops of four).
+ * rows at a time (two for softmax forward), and for the `dkv` kernel the
+ * staging of lse and Δ (a loop whose every step runs two loops of four;
+ * counted for both activations, as the kernel serves both).
  */
 export function fusedLoopIterations(
   kernel: "forward" | "dq" | "dkv",
@@ -344,9 +348,8 @@ export function fusedLoopIterations(
   const loop = (steps: number) => steps + 1;
   const passes = kernel === "forward" && activation === "softmax" ? 2 : 1;
   const statSteps = Math.ceil(tiles.keys / 4 / tiles.lanes);
-  const stats = kernel === "dkv" && activation === "softmax"
-    ? loop(statSteps) + statSteps * 2 * loop(4)
-    : 0;
+  // The dkv kernel serves both activations; sigmoid skips the staging at run time, counted anyway.
+  const stats = kernel === "dkv" ? loop(statSteps) + statSteps * 2 * loop(4) : 0;
   const perTile = 1 + loop(Math.ceil(tiles.keys * d4 / tiles.lanes)) +
     passes * loop(tiles.keys / 4) + stats;
   return Math.ceil(seqLen / tiles.keys) * perTile + 1;

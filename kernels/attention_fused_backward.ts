@@ -24,6 +24,13 @@
  * Causal kernels skip the tiles their rows cannot see: `dq` stops at the
  * workgroup's last query row, `dkv` starts at the tile of its first key.
  *
+ * Each kernel serves both activations, picked by the uniform flag
+ * `params.softmax` (sigmoid skips the row terms at run time): the dot
+ * products and accumulations unrolled over the rows and the head dim are
+ * nearly all of the code, and of the compile time, and the two activations
+ * share them, so a program that runs both compiles two backward pipelines
+ * per head dim rather than four.
+ *
  * @module
  */
 
@@ -35,9 +42,11 @@ import {
   accumulateWgsl,
   dotsWgsl,
   each,
-  FUSED_PARAMS_WGSL,
+  FUSED_BACKWARD_PARAMS_WGSL,
   loaderWgsl,
   rowEndWgsl,
+  SOFTWARE_PARAMS_READ_WGSL,
+  SOFTWARE_PARAMS_WGSL,
   stageTilesWgsl,
   storerWgsl,
 } from "./wgsl.ts";
@@ -45,10 +54,16 @@ import {
 /** The two kernels of the fused backward pass. */
 export type BackwardKernel = "dq" | "dkv";
 
-/** Compile-time choices of a fused backward kernel (each gives its own WGSL). */
+/**
+ * Compile-time choices of a fused backward kernel (each gives its own WGSL).
+ * The activation is not one of them: each kernel serves softmax and sigmoid,
+ * picked at run time by the uniform `params.softmax`, so that a program that
+ * runs both compiles two backward pipelines per head dim, not four (the
+ * kernels share their unrolled dot products and accumulations, which are
+ * nearly all of their code and of their compile time).
+ */
 export interface FusedBackwardConfig {
   kernel: BackwardKernel;
-  activation: Activation;
   headDim: number;
   precision: "f32" | "f16";
   /** Rows each invocation owns (query rows for `dq`, key rows for `dkv`). */
@@ -68,8 +83,10 @@ export interface FusedBackwardConfig {
  * terms, for the operation-count model: `lanes` is the rows a workgroup
  * owns, one row per lane group, and `keys` its compile-time step.
  *
- * On a software adapter each invocation owns R rows, as in the forward
- * kernel ({@linkcode fusedTiles}): R = 8 up to D = 64, 4 up to D = 128, 1
+ * On a software adapter the kernels serve both activations, so their tiles
+ * are the same for both (the `dkv` tile leaves room for softmax's lse and Δ),
+ * and one pipeline per kernel and head dim serves softmax and sigmoid. Each
+ * invocation owns R rows, as in the forward kernel ({@linkcode fusedTiles}): R = 8 up to D = 64, 4 up to D = 128, 1
  * above. The backward kernels keep three (`dq`: q, dO, dQ) or four (`dkv`:
  * k, v, dK, dV) vectors per row, so their unrolled code, and its compile
  * time, grows faster with R·D than the forward's. Measured on lavapipe,
@@ -99,55 +116,60 @@ export function fusedBackwardTiles(
   return { lanes, rowsPerLane, keys: stagedRows(bytesPerRow, storageBytes, headDim) };
 }
 
-/** Workgroup memory (bytes) a backward kernel with these tiles uses (`keys` = staged rows). */
+/**
+ * Workgroup memory (bytes) a backward kernel with these tiles uses (`keys` =
+ * staged rows). The same for both activations: the `dkv` kernel stages the
+ * softmax row terms (lse and Δ) either way.
+ */
 export function fusedBackwardStorageBytes(
   kernel: BackwardKernel,
-  activation: Activation,
+  _activation: Activation,
   headDim: number,
   tiles: FusedTiles,
 ): number {
   const d4 = Math.ceil(headDim / 4);
-  const rowStats = kernel === "dkv" && activation === "softmax" ? 2 * 4 : 0; // lse and Δ
+  const rowStats = kernel === "dkv" ? 2 * 4 : 0; // lse and Δ
   return tiles.keys * (2 * d4 * 16 + rowStats);
 }
 
-/** Label of a fused backward kernel, e.g. `attention.backward.dkv.sigmoid.d64.r8`. */
+/** Label of a fused backward kernel (both activations), e.g. `attention.backward.dkv.d64.r8`. */
 export function fusedBackwardLabel(config: FusedBackwardConfig): string {
-  return `attention.backward.${config.kernel}.${config.activation}` +
+  return `attention.backward.${config.kernel}` +
     `.d${config.headDim}.r${config.rowsPerLane}` +
     (config.precision === "f16" ? ".f16" : "");
 }
 
 /**
- * WGSL for the four weights `p4_r` and score gradients `ds4_r` of each row r
- * from its scores `s4_r`, `dp4_r` and mask `valid_r`. `lse4`/`delta4` name
- * the softmax row terms as vec4 expressions of r.
+ * WGSL for the four score gradients `ds4_r` (and with `needP` the weights
+ * `p4_r`) of each row r from its scores `s4_r`, `dp4_r` and mask `valid_r`,
+ * for the activation the uniform picks (`softmax`). `lse4`/`delta4` name the
+ * softmax row terms as vec4 expressions of r. One exp serves both:
+ *
+ * - softmax: `e = exp(s − lse)` is the weight, `dS = e ∘ (dP − Δ)`;
+ * - sigmoid: `e = exp(−|s|) ≤ 1`, σ = 1/(1+e) or e/(1+e) by the sign of s,
+ *   and `σ(1−σ) = e/(1+e)²` for either sign: no overflow, and exactly 0
+ *   where σ saturates.
  */
 function _gradients(
-  activation: Activation,
   R: number,
   needP: boolean,
   lse4: (r: number) => string,
   delta4: (r: number) => string,
 ): string {
   const zero = "vec4<f32>(0.0)";
-  if (activation === "softmax") {
-    return each(R, (r) =>
-      `let p4_${r} = select(${zero}, exp(s4_${r} - ${lse4(r)}), valid_${r});
-      let ds4_${r} = p4_${r} * (dp4_${r} - ${delta4(r)});`, "      ");
-  }
-  // σ(x) = 1/(1+e) or e/(1+e) with e = exp(-|x|) ≤ 1, and σ(1−σ) = e/(1+e)² for either
-  // sign: no overflow, and exactly 0 where σ saturates.
   return each(
     R,
     (r) =>
-      `let e_${r} = exp(-abs(s4_${r}));
+      `let e_${r} = exp(select(-abs(s4_${r}), s4_${r} - ${lse4(r)}, softmax));
       let inv_${r} = 1.0 / (1.0 + e_${r});
 ${
         needP
-          ? `      let p4_${r} = select(${zero}, select(e_${r}, vec4<f32>(1.0), s4_${r} >= ${zero}) * inv_${r}, valid_${r});\n`
+          ? `      let p4_${r} = select(${zero}, select(select(e_${r}, vec4<f32>(1.0), s4_${r} >= ${zero}) * inv_${r}, e_${r}, softmax), valid_${r});
+`
           : ""
-      }      let ds4_${r} = select(${zero}, dp4_${r} * e_${r} * inv_${r} * inv_${r}, valid_${r});`,
+      }      let ds4_${r} = select(${zero}, select(dp4_${r} * e_${r} * inv_${r} * inv_${r}, e_${r} * (dp4_${r} - ${
+        delta4(r)
+      }), softmax), valid_${r});`,
     "      ",
   );
 }
@@ -157,7 +179,7 @@ function _header(config: FusedBackwardConfig, tileName: string): string {
   const { headDim: D, precision, rowsPerLane: R } = config;
   return `// ${fusedBackwardLabel(config)}
 ${precision === "f16" ? "enable f16;\n" : ""}
-${FUSED_PARAMS_WGSL}
+${FUSED_BACKWARD_PARAMS_WGSL}
 
 const D: u32 = ${D}u;    // head dim
 const D4: u32 = ${Math.ceil(D / 4)}u;  // head dim in vec4s (the last one zero-padded)
@@ -169,26 +191,21 @@ override ${tileName}: u32 = 32u;  // rows per staged tile, a multiple of 4
 
 /** Generates the WGSL of the `dq` kernel (see the module doc). */
 function _dqWgsl(config: FusedBackwardConfig): string {
-  const { activation, headDim: D, precision, rowsPerLane: R } = config;
+  const { headDim: D, precision, rowsPerLane: R } = config;
   const T = precision === "f16" ? "f16" : "f32";
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
-  const softmax = activation === "softmax";
   const D4 = Math.ceil(D / 4);
   return `${_header(config, "BK")}
-@group(0) @binding(0) var<uniform> params: Params;
+${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(2) var<storage, read> k: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(3) var<storage, read> v: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(4) var<storage, read> dOut: array<${elem}>;  // [B,H,S,D]
 @group(0) @binding(5) var<storage, read_write> dq: array<${elem}>;  // [B,H,S,D]
-${
-    softmax
-      ? `@group(0) @binding(6) var<storage, read> out: array<${elem}>;  // [B,H,S,D] forward output
-@group(0) @binding(7) var<storage, read> lse: array<f32>;     // [B,H,S] forward row logsumexp
-@group(0) @binding(8) var<storage, read_write> delta: array<f32>;  // [B,H,S] Δ_i = dO_i·O_i, written
-`
-      : ""
-  }
+@group(0) @binding(6) var<storage, read> out: array<${elem}>;  // [B,H,S,D] forward output (softmax)
+@group(0) @binding(7) var<storage, read> lse: array<f32>;     // [B,H,S] forward row logsumexp (softmax)
+@group(0) @binding(8) var<storage, read_write> delta: array<f32>;  // [B,H,S] Δ_i = dO_i·O_i, written (softmax)
+
 var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
 var<workgroup> vTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
 
@@ -196,13 +213,16 @@ ${loaderWgsl("loadQ", "q", D)}
 ${loaderWgsl("loadK", "k", D)}
 ${loaderWgsl("loadV", "v", D)}
 ${loaderWgsl("loadDO", "dOut", D)}
-${softmax ? loaderWgsl("loadO", "out", D) : ""}
+${loaderWgsl("loadO", "out", D)}
 ${storerWgsl("storeDQ", "dq", D, T)}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+${SOFTWARE_PARAMS_READ_WGSL}
   let S = params.seqLen;
   let causal = params.causal != 0u;
+  let softmax = params.softmax != 0u;  // else sigmoid
+  let b = select(params.bias, 0.0, softmax);  // added to the scores: sigmoid's bias
   let rowBase = wid.y * S;        // first row of this (batch, head)
   let row0 = wid.x * WG * R;      // first query row of this workgroup
   // This invocation's query rows: i[r] = row0 + r·WG + lid.
@@ -210,7 +230,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var qi: array<array<vec4<f32>, D4>, R>;   // scaled query rows
   var doi: array<array<vec4<f32>, D4>, R>;  // their output gradients
   var dqi: array<array<vec4<f32>, D4>, R>;  // Σ_j dS_ij k_j
-${softmax ? "  var lseR: array<f32, R>;\n  var deltaR: array<f32, R>;" : "  let b = params.bias;"}
+  var lseR: array<f32, R>;    // softmax: the rows' logsumexp
+  var deltaR: array<f32, R>;  // softmax: the rows' Δ_i
 ${
     each(
       R,
@@ -219,16 +240,14 @@ ${
   if (i[${r}] < S) {
     let row = rowBase + i[${r}];
 ${each(D4, (d) => `qi[${r}][${d}] = params.scale * loadQ(row, ${d}u);`, "    ")}
-${each(D4, (d) => `doi[${r}][${d}] = loadDO(row, ${d}u);`, "    ")}${
-          softmax
-            ? `
-    lseR[${r}] = lse[row];
-    var dsum = 0.0;
-${each(D4, (d) => `dsum += dot(doi[${r}][${d}], loadO(row, ${d}u));`, "    ")}
-    deltaR[${r}] = dsum;
-    delta[row] = dsum;`
-            : ""
-        }
+${each(D4, (d) => `doi[${r}][${d}] = loadDO(row, ${d}u);`, "    ")}
+    if (softmax) {
+      lseR[${r}] = lse[row];
+      var dsum = 0.0;
+${each(D4, (d) => `dsum += dot(doi[${r}][${d}], loadO(row, ${d}u));`, "      ")}
+      deltaR[${r}] = dsum;
+      delta[row] = dsum;
+    }
   }`,
       "  ",
     )
@@ -242,19 +261,11 @@ ${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
     let jEnd = min(BK, keyEnd - k0);
 ${rowEndWgsl(R)}
     for (var j = 0u; j < jEnd; j += 4u) {
-${dotsWgsl("s4", "qi", "kTile", softmax ? "0.0" : "b", D4, R)}
+${dotsWgsl("s4", "qi", "kTile", "b", D4, R)}
 ${dotsWgsl("dp4", "doi", "vTile", "0.0", D4, R)}
       let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}
-${
-    _gradients(
-      activation,
-      R,
-      false,
-      (r) => `vec4<f32>(lseR[${r}])`,
-      (r) => `vec4<f32>(deltaR[${r}])`,
-    )
-  }
+${_gradients(R, false, (r) => `vec4<f32>(lseR[${r}])`, (r) => `vec4<f32>(deltaR[${r}])`)}
 ${accumulateWgsl("dqi", "ds4", "kTile", D4, R)}
     }
   }
@@ -275,44 +286,33 @@ ${each(D4, (d) => `storeDQ(rowBase + i[${r}], ${d}u, params.scale * dqi[${r}][${
 
 /** Generates the WGSL of the `dkv` kernel (see the module doc). */
 function _dkvWgsl(config: FusedBackwardConfig): string {
-  const { activation, headDim: D, precision, rowsPerLane: R } = config;
+  const { headDim: D, precision, rowsPerLane: R } = config;
   const T = precision === "f16" ? "f16" : "f32";
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
-  const softmax = activation === "softmax";
   const D4 = Math.ceil(D / 4);
   return `${_header(config, "BQ")}
-@group(0) @binding(0) var<uniform> params: Params;
+${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(2) var<storage, read> k: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(3) var<storage, read> v: array<${elem}>;     // [B,H,S,D]
 @group(0) @binding(4) var<storage, read> dOut: array<${elem}>;  // [B,H,S,D]
 @group(0) @binding(5) var<storage, read_write> dk: array<${elem}>;  // [B,H,S,D]
 @group(0) @binding(6) var<storage, read_write> dv: array<${elem}>;  // [B,H,S,D]
-${
-    softmax
-      ? `@group(0) @binding(7) var<storage, read> lse: array<f32>;    // [B,H,S] forward row logsumexp
-@group(0) @binding(8) var<storage, read> delta: array<f32>;  // [B,H,S] Δ_i, from the dq kernel
-`
-      : ""
-  }
+@group(0) @binding(7) var<storage, read> lse: array<f32>;    // [B,H,S] forward row logsumexp (softmax)
+@group(0) @binding(8) var<storage, read> delta: array<f32>;  // [B,H,S] Δ_i, from the dq kernel (softmax)
+
 var<workgroup> qTile: array<vec4<f32>, BQ * D4>;   // [BQ, D4]
 var<workgroup> doTile: array<vec4<f32>, BQ * D4>;  // [BQ, D4]
-${
-    softmax
-      ? `var<workgroup> lseTile: array<vec4<f32>, BQ / 4u>;    // [BQ] as vec4s
-var<workgroup> deltaTile: array<vec4<f32>, BQ / 4u>;  // [BQ] as vec4s
-`
-      : ""
-  }
+var<workgroup> lseTile: array<vec4<f32>, BQ / 4u>;    // [BQ] as vec4s (softmax)
+var<workgroup> deltaTile: array<vec4<f32>, BQ / 4u>;  // [BQ] as vec4s (softmax)
+
 ${loaderWgsl("loadQ", "q", D)}
 ${loaderWgsl("loadK", "k", D)}
 ${loaderWgsl("loadV", "v", D)}
 ${loaderWgsl("loadDO", "dOut", D)}
 ${storerWgsl("storeDK", "dk", D, T)}
 ${storerWgsl("storeDV", "dv", D, T)}
-${
-    softmax
-      ? `
+
 // Four consecutive entries of a [B,H,S] row statistic from row \`row\` on (zeros past the end).
 fn load4(stat: u32, row: u32, end: u32) -> vec4<f32> {
   var x = vec4<f32>();
@@ -321,13 +321,14 @@ fn load4(stat: u32, row: u32, end: u32) -> vec4<f32> {
   }
   return x;
 }
-`
-      : ""
-  }
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+${SOFTWARE_PARAMS_READ_WGSL}
   let S = params.seqLen;
   let causal = params.causal != 0u;
+  let softmax = params.softmax != 0u;  // else sigmoid
+  let b = select(params.bias, 0.0, softmax);  // added to the scores: sigmoid's bias
   let rowBase = wid.y * S;        // first row of this (batch, head)
   let col0 = wid.x * WG * R;      // first key row of this workgroup
   // This invocation's key rows: c[r] = col0 + r·WG + lid.
@@ -336,7 +337,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
   var vj: array<array<vec4<f32>, D4>, R>;   // value rows
   var dkj: array<array<vec4<f32>, D4>, R>;  // Σ_i dS_ij q_i
   var dvj: array<array<vec4<f32>, D4>, R>;  // Σ_i p_ij dO_i
-${softmax ? "" : "  let b = params.bias;"}
 ${
     each(
       R,
@@ -354,15 +354,13 @@ ${each(D4, (d) => `vj[${r}][${d}] = loadV(rowBase + c[${r}], ${d}u);`, "    ")}
   let queryStart = select(0u, col0 / BQ * BQ, causal);
   for (var q0 = queryStart; q0 < S; q0 += BQ) {
 ${stageTilesWgsl("q0", "BQ", [["qTile", "loadQ"], ["doTile", "loadDO"]])}
-${
-    softmax
-      ? `    for (var e = lid; e < BQ / 4u; e += WG) {
-      lseTile[e] = load4(0u, rowBase + q0 + 4u * e, rowBase + S);
-      deltaTile[e] = load4(1u, rowBase + q0 + 4u * e, rowBase + S);
+    if (softmax) {
+      for (var e = lid; e < BQ / 4u; e += WG) {
+        lseTile[e] = load4(0u, rowBase + q0 + 4u * e, rowBase + S);
+        deltaTile[e] = load4(1u, rowBase + q0 + 4u * e, rowBase + S);
+      }
     }
-`
-      : ""
-  }    workgroupBarrier();
+    workgroupBarrier();
 
     // Staged query j (of q0 + j) is seen by key row r when j < jEnd and j ≥ rowStart_r
     // (0 unless causal).
@@ -372,7 +370,7 @@ ${
       `let rowStart_${r} = select(0u, select(0u, c[${r}] - q0, c[${r}] > q0), causal);`, "    ")
   }
     for (var j = 0u; j < jEnd; j += 4u) {
-${dotsWgsl("s4", "kj", "qTile", softmax ? "0.0" : "b", D4, R)}
+${dotsWgsl("s4", "kj", "qTile", "b", D4, R)}
 ${dotsWgsl("dp4", "vj", "doTile", "0.0", D4, R)}
       let queries4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${
@@ -383,8 +381,9 @@ ${
       "      ",
     )
   }
-${softmax ? "      let lse4 = lseTile[j / 4u];\n      let delta4 = deltaTile[j / 4u];" : ""}
-${_gradients(activation, R, true, () => "lse4", () => "delta4")}
+      let lse4 = lseTile[j / 4u];
+      let delta4 = deltaTile[j / 4u];
+${_gradients(R, true, () => "lse4", () => "delta4")}
 ${accumulateWgsl("dvj", "p4", "doTile", D4, R)}
 ${accumulateWgsl("dkj", "ds4", "qTile", D4, R)}
     }
@@ -411,11 +410,13 @@ ${each(D4, (d) => `storeDV(rowBase + c[${r}], ${d}u, dvj[${r}][${d}]);`, "    ")
  * and the staged tile (`BK` for `dq`, `BQ` for `dkv`) are override
  * constants, and the head dim and rows per invocation are compiled in.
  *
+ * The kernel serves both activations (`params.softmax`); sigmoid binds the
+ * softmax row terms too and never reads them.
+ *
  * Bindings (`[B,H,S,D]` tensors, `[B,H,S]` f32 row statistics):
- * - `dq`: 0 params, 1 q, 2 k, 3 v, 4 dOut, 5 dq; softmax adds 6 out, 7 lse,
- *   8 delta (written);
- * - `dkv`: 0 params, 1 q, 2 k, 3 v, 4 dOut, 5 dk, 6 dv; softmax adds 7 lse,
- *   8 delta (read).
+ * - `dq`: 0 params, 1 q, 2 k, 3 v, 4 dOut, 5 dq, 6 out, 7 lse, 8 delta
+ *   (written by softmax);
+ * - `dkv`: 0 params, 1 q, 2 k, 3 v, 4 dOut, 5 dk, 6 dv, 7 lse, 8 delta (read).
  */
 export function fusedBackwardWgsl(config: FusedBackwardConfig): string {
   return config.kernel === "dq" ? _dqWgsl(config) : _dkvWgsl(config);

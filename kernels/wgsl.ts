@@ -160,6 +160,49 @@ export const FUSED_PARAMS_WGSL = `struct Params {
 }`;
 
 /**
+ * Bytes of the fused kernels' uniform buffer: room for two 32-byte slots of
+ * {@linkcode FUSED_BACKWARD_PARAMS_WGSL} (see {@linkcode SOFTWARE_PARAMS_WGSL});
+ * the plan writes slot 0, whose first 16 bytes are {@linkcode FUSED_PARAMS_WGSL}.
+ */
+export const FUSED_PARAMS_BYTES = 64;
+
+/**
+ * WGSL of the uniform block of the software backward kernels, which serve
+ * both activations: {@linkcode FUSED_PARAMS_WGSL} plus which one to run,
+ * padded to 32 bytes (a uniform array's stride is a multiple of 16).
+ */
+export const FUSED_BACKWARD_PARAMS_WGSL = `struct Params {
+  seqLen: u32,   // S
+  scale: f32,    // s_ij = scale · q_i·k_j
+  bias: f32,     // sigmoid bias b
+  causal: u32,   // 1: row i sees keys j ≤ i only
+  softmax: u32,  // 1: softmax, 0: sigmoid
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}`;
+
+/**
+ * WGSL binding the uniform `Params` of a software-tiling kernel as an array
+ * of two slots, which `main` reads with {@linkcode SOFTWARE_PARAMS_READ_WGSL}
+ * at the workgroup's z index (always 0: the kernels dispatch 2-D grids).
+ *
+ * Why: Mesa's lavapipe specialises a shader on the values of the uniforms
+ * that steer its control flow (its uniform inlining) and compiles a new
+ * variant, at the first dispatch, for every new set of values: every new
+ * sequence length, causal flag and activation cost a full compile (10–40 s
+ * for these unrolled kernels). It inlines only loads at constant offsets; an
+ * index that no compiler can fold (the z index, clamped to the two slots)
+ * leaves one compiled shader to serve every size, as the design intends.
+ */
+export const SOFTWARE_PARAMS_WGSL =
+  "@group(0) @binding(0) var<uniform> paramSlots: array<Params, 2>;  // slot 0, see main";
+
+/** WGSL of the first statement of a software kernel's `main`: `params` from slot `wid.z` (0). */
+export const SOFTWARE_PARAMS_READ_WGSL =
+  "  let params = paramSlots[wid.z];  // wid.z is 0; not a constant offset: no uniform inlining";
+
+/**
  * WGSL of a workgroup tree reduction over `partial[]`, shared by the row
  * kernels (softmax, layer norm). Needs an override `WG`, a power of two.
  */

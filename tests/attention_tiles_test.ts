@@ -80,7 +80,6 @@ Deno.test("software-tiling backward kernels' workgroup arrays fit 16 KiB for eve
           const tiles = fusedBackwardTiles(kernel, activation, headDim, 32768, software);
           const wgsl = fusedBackwardWgsl({
             kernel,
-            activation,
             headDim,
             precision: "f32",
             rowsPerLane: tiles.rowsPerLane,
@@ -99,25 +98,28 @@ Deno.test("software-tiling backward kernels' workgroup arrays fit 16 KiB for eve
   assert.ok(checked > 100);
 });
 
-Deno.test("fusedBackwardWgsl() specialises: sigmoid has no row terms, softmax reads lse and Δ", () => {
+Deno.test("fusedBackwardWgsl() serves both activations: the uniform picks, one tile size fits both", () => {
   const base = { headDim: 33, precision: "f32", rowsPerLane: 2 } as const;
   for (const kernel of ["dq", "dkv"] as const) {
-    const softmax = fusedBackwardWgsl({ ...base, kernel, activation: "softmax" });
-    const sigmoid = fusedBackwardWgsl({ ...base, kernel, activation: "sigmoid" });
-    assert.match(softmax, /lse/);
-    assert.match(softmax, /delta/);
-    assert.doesNotMatch(sigmoid, /lse|delta/);
-    assert.match(sigmoid, /exp\(-abs\(s4_0\)\)/);
+    const wgsl = fusedBackwardWgsl({ ...base, kernel });
+    assert.match(wgsl, /let softmax = params\.softmax != 0u;/);
+    assert.match(wgsl, /lse/);
+    assert.match(wgsl, /delta/);
+    // One exp per score for either activation: exp(s − lse) or exp(−|s|).
+    assert.match(wgsl, /exp\(select\(-abs\(s4_0\), s4_0 - /);
+    assert.match(wgsl, new RegExp(`attention\\.backward\\.${kernel}\\.d33\\.r2`));
+    for (const headDim of [1, 33, 64, 128, 256]) {
+      const soft = fusedBackwardTiles(kernel, "softmax", headDim, 32768, true);
+      const sig = fusedBackwardTiles(kernel, "sigmoid", headDim, 32768, true);
+      assert.deepEqual(sig, soft, `${kernel} D=${headDim}: one pipeline serves both`);
+    }
   }
   // Only the dq kernel writes Δ (dkv reads it).
-  const dq = fusedBackwardWgsl({ ...base, kernel: "dq", activation: "softmax" });
-  const dkv = fusedBackwardWgsl({ ...base, kernel: "dkv", activation: "softmax" });
+  const dq = fusedBackwardWgsl({ ...base, kernel: "dq" });
+  const dkv = fusedBackwardWgsl({ ...base, kernel: "dkv" });
   assert.match(dq, /var<storage, read_write> delta/);
   assert.match(dkv, /var<storage, read> delta/);
-  assert.match(
-    fusedBackwardWgsl({ ...base, kernel: "dkv", activation: "sigmoid", precision: "f16" }),
-    /enable f16;/,
-  );
+  assert.match(fusedBackwardWgsl({ ...base, kernel: "dkv", precision: "f16" }), /enable f16;/);
 });
 
 Deno.test("GPU-tiling kernels: compile-time key step, no score scratch, bounded slices, within 16 KiB", () => {
