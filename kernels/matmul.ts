@@ -113,24 +113,31 @@ const _elem = (vec4?: boolean) => vec4 ? "vec4<f32>" : "f32";
 const _PARAMS_WGSL = `// kChunk: k per slice of split-K; splits: slices
 struct Params { batch: u32, m: u32, n: u32, k: u32, alpha: f32, kChunk: u32, splits: u32 }`;
 
-/** Where workgroup z's batch entry starts in A, B and C, and its slice of k. */
+/**
+ * Where workgroup z's batch entry starts in A, B and C. Its slice of k,
+ * [kBegin, kEnd), is computed in each kernel's main as \`let\`s from the
+ * workgroup id and the uniform block, so that the loops with barriers over it
+ * stay in uniform control flow (WGSL's uniformity analysis treats every
+ * private variable as possibly non-uniform; Tint enforces it, naga does not).
+ */
 const _offsetsWgsl = `var<private> aOff: u32; // where this batch entry starts in A, B (elements)
 var<private> bOff: u32;
 var<private> cOff: u32; // where this (batch entry, k slice) starts in C
 var<private> sOff: u32; // where this (batch entry, k slice) starts in S, the column sums
-var<private> kBegin: u32;
 
-// Sets the offsets of workgroup z = b · splits + s and returns the end of its slice of k.
-fn _offsets(z: u32) -> u32 {
+// Sets the offsets of workgroup z = b · splits + s.
+fn _offsets(z: u32) {
   let b = z / p.splits;
-  let s = z % p.splits;
   aOff = b * p.m * p.k;
   bOff = b * p.k * p.n;
   cOff = z * p.m * p.n;
   sOff = z * p.n;
-  kBegin = s * p.kChunk;
-  return min(p.k, kBegin + p.kChunk);
 }`;
+
+/** The slice of k of workgroup z = b · splits + s, as uniform values (see _offsetsWgsl). */
+const _K_SLICE_WGSL = `_offsets(wg.z);
+  let kBegin = (wg.z % p.splits) * p.kChunk; // this workgroup sums k in [kBegin, kEnd)
+  let kEnd = min(p.k, kBegin + p.kChunk);`;
 
 /**
  * Stored elements (row, col .. col+3) of a row-major [rows, cols] matrix at
@@ -178,7 +185,7 @@ ${_range(4).map((t) => `    if (col + ${t}u < p.n) { C[i + ${t}u] = v[${t}]; }`)
 }
 
 /**
- * The epilogues' bindings and helpers: `_loadBias(col)` = bias[col .. col+3]
+ * The epilogues' bindings and helpers: `_loadBias(col, firstSlice)` = bias[col .. col+3]
  * (zero outside it, and in every slice of k but the first, so that a split
  * sum adds it once), and `_storeS(col, v)` = S[col .. col+3] of this
  * workgroup's (batch entry, slice).
@@ -189,9 +196,9 @@ function _epilogueWgsl(config: MatmulWgslConfig): string {
   if (config.bias) {
     lines.push(
       `@group(0) @binding(${binding++}) var<storage, read> bias: array<f32>; // [N]`,
-      `fn _loadBias(col: u32) -> vec4<f32> {
+      `fn _loadBias(col: u32, firstSlice: bool) -> vec4<f32> {
   var v = vec4<f32>();
-  if (kBegin == 0u) {
+  if (firstSlice) {
 ${_range(4).map((t) => `    if (col + ${t}u < p.n) { v[${t}] = bias[col + ${t}u]; }`).join("\n")}
   }
   return v;
@@ -233,7 +240,9 @@ function _block(
   const accs = range(RM).flatMap((i) => range(RN / 4).map((g) => `acc${i}_${g}`));
   const stores: string[] = [];
   if (config.bias) {
-    stores.push(...range(RN / 4).map((g) => `let bias${g} = _loadBias(c0 + ${4 * g}u);`));
+    stores.push(
+      ...range(RN / 4).map((g) => `let bias${g} = _loadBias(c0 + ${4 * g}u, kBegin == 0u);`),
+    );
   }
   stores.push(
     ...range(RM).flatMap((i) =>
@@ -429,7 +438,7 @@ fn main(
 ) {
   let row0 = wg.y * TILE_M; // this workgroup's tile of C starts at (row0, col0)
   let col0 = wg.x * TILE_N;
-  let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
+  ${_K_SLICE_WGSL}
   let sumRow = wg.y == 0u && lid.y == 0u; // this invocation's block starts at row 0
 
   ${accs.map((acc) => `var ${acc} = vec4<f32>();`).join("\n  ")}
@@ -541,7 +550,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   // This invocation's block of C starts at (r0, c0).
   let r0 = (wg.y * WG_Y + lid.y) * ${RM}u;
   let c0 = (wg.x * WG_X + lid.x) * ${RN}u;
-  let kEnd = _offsets(wg.z); // this workgroup sums k in [kBegin, kEnd)
+  ${_K_SLICE_WGSL}
   let sumRow = r0 == 0u; // this invocation's block starts at row 0
   if (r0 >= p.m || c0 >= p.n) { return; } // no barriers below: lanes may leave
 
@@ -685,7 +694,9 @@ export function matmulPath(shape: MatmulShape, options: MatmulOptions = {}): Mat
     1,
     Math.min(Math.ceil(_SPLIT_MIN_WORKGROUPS / workgroups), Math.floor(k / _SPLIT_MIN_K)),
   );
-  const kChunk = Math.ceil(Math.ceil(k / wanted) / 8) * 8;
+  // A slice is a whole number of the tiled kernel's k steps (its loaders are bounded by k, not
+  // by the slice's end), and of the direct kernel's vec4 steps.
+  const kChunk = Math.ceil(Math.ceil(k / wanted) / _CONSTANTS.TILE_K) * _CONSTANTS.TILE_K;
   return { kernel, splitK: Math.ceil(k / kChunk), kChunk };
 }
 
