@@ -204,6 +204,11 @@ export function paperCellTitle(c: Pick<PaperCellAnalysis, "fit" | "regime" | "ex
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
+/** A paper cell's role as the report names it. */
+export function roleName(role: PaperCellAnalysis["role"]): string {
+  return role === "control" ? "null control" : role === "planted" ? "positive control" : role;
+}
+
 /** The Markdown summary of a paper-study analysis: the slope table, the verdicts, the diagnostics. */
 export function paperMarkdown(a: PaperAnalysis): string {
   const cells = a.cells;
@@ -213,7 +218,7 @@ export function paperMarkdown(a: PaperAnalysis): string {
   };
   const slopeRows = cells.map((c) => [
     c.cell,
-    c.role,
+    roleName(c.role),
     slope(c, "sigmoid"),
     slope(c, "softmax"),
     c.difference
@@ -239,7 +244,7 @@ export function paperMarkdown(a: PaperAnalysis): string {
     };
     return [
       c.cell,
-      c.role,
+      roleName(c.role),
       sl("sigmoid"),
       sl("softmax"),
       ci({ ...d, low: d.lo, high: d.hi }, signed(fixed(3))),
@@ -418,8 +423,9 @@ export function paperMarkdown(a: PaperAnalysis): string {
     `the primary (over-specified) cells, family-wise α = ${a.alpha}; in parentheses the ` +
     "unadjusted p of a control. MDE: the smallest slope difference the test detects with 80% " +
     "power at the level of Holm's first step (α divided by the number of primary cells; α for " +
-    'a control), given how the per-seed differences spread: a "cannot tell" rules out only ' +
-    "differences larger than it.",
+    "a control), given how the per-seed differences spread: a true difference at least that " +
+    "large would be detected with 80% probability; the interval gives the plausible range. " +
+    "Each endpoint is its own Holm family.",
     "",
     table(
       [

@@ -51,7 +51,7 @@ import {
   scriptJson,
 } from "./page.ts";
 
-import { paperCellTitle, paperMarkdown, studyMarkdown } from "./study_markdown.ts";
+import { paperCellTitle, paperMarkdown, roleName, studyMarkdown } from "./study_markdown.ts";
 export { paperMarkdown, studyMarkdown };
 
 type Act = "softmax" | "sigmoid";
@@ -739,7 +739,7 @@ export async function paperHtml(
         ci(c.curves.find((k) => k.gate === g)?.slope, fixed(3));
       return [
         `<a href="#${escapeHtml(slug(c.cell))}">${escapeHtml(c.cell)}</a>`,
-        c.role,
+        roleName(c.role),
         sl("sigmoid"),
         sl("softmax"),
         c.difference

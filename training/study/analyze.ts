@@ -456,7 +456,11 @@ export interface PaperCellAnalysis {
     holmP?: number;
     verdict: Verdict;
   }[];
-  /** "holds", "fails" or "cannot tell" (primary); "ties" or "differs" (control). */
+  /**
+   * "holds", "fails" or "cannot tell" (primary); "ties" or "differs" (null
+   * control); "detected" or "missed" (positive control); "no data" when fewer
+   * than 2 seeds have every run.
+   */
   verdict: Verdict | "no data";
   /** The verdict in a sentence. */
   verdictText: string;
@@ -546,21 +550,23 @@ export function matchedEndpoints(
  * The stated rule: a primary cell "holds" (Holm-adjusted p ≤ α, sigmoid's
  * slope the steeper), "fails" (adjusted p ≤ α, softmax's) or "cannot tell";
  * a null control "ties" when the 95% interval of the difference holds 0, else
- * "differs"; a positive control is "detected" when the 95% interval lies
- * wholly on the planted side of 0 (below it when sigmoid's noise shrinks),
- * else "missed".
+ * "differs"; a positive control is "detected" when its unadjusted p is at
+ * most `plantedLevel` (the level of Holm's first step over the primary cells,
+ * α / primary cells: the bar a primary cell must clear) and the difference lies
+ * on the planted side of 0 (below it when sigmoid's noise shrinks), else "missed".
  */
 function verdictOf(
   cell: Pick<PaperCellAnalysis, "role" | "planted">,
   d: SlopeDifference,
   holmP: number | undefined,
+  plantedLevel: number,
 ): Verdict {
   if (cell.role === "primary") {
     return (holmP ?? 1) > ALPHA ? "cannot tell" : d.estimate < 0 ? "holds" : "fails";
   }
   if (cell.role === "planted") {
-    const below = cell.planted!.gate === "sigmoid";
-    return (below ? d.hi < 0 : d.lo > 0) ? "detected" : "missed";
+    const side = cell.planted!.gate === "sigmoid" ? d.estimate < 0 : d.estimate > 0;
+    return d.pValue <= plantedLevel && side ? "detected" : "missed";
   }
   return d.lo <= 0 && d.hi >= 0 ? "ties" : "differs";
 }
@@ -589,7 +595,10 @@ function logInterval(values: number[]): Interval {
  * bootstrap). The primary cells' p-values are Holm-adjusted together; a
  * primary verdict is "holds" (adjusted p ≤ 0.05, sigmoid faster), "fails"
  * (adjusted p ≤ 0.05, softmax faster) or "cannot tell"; a control's is
- * "ties" when the 95% interval of the difference holds 0, else "differs".
+ * "ties" when the 95% interval of the difference holds 0, else "differs"; a
+ * positive control's "detected" or "missed" ({@linkcode verdictOf}). Each
+ * endpoint (the Voronoi loss, the matched-atom error, each null-removed
+ * tolerance) is its own Holm family.
  */
 export function analyzePaperStudy(
   presetOrName: string | PaperPreset,
@@ -781,7 +790,7 @@ export function analyzePaperStudy(
       const m = c.matched;
       const levelM = c.role === "primary" ? ALPHA / Math.max(primaryMatched.length, 1) : ALPHA;
       m.mde = minimalDetectableDifference(m.difference.perSeed, levelM);
-      m.verdict = verdictOf(c, m.difference, m.holmP);
+      m.verdict = verdictOf(c, m.difference, m.holmP, levelM);
     }
   }
   NULL_TOLERANCES.forEach((_, t) => {
@@ -789,7 +798,9 @@ export function analyzePaperStudy(
     primaryNull.forEach((c, i) => (c.nullRemoved![t].holmP = adjustedNull[i]));
   });
   for (const c of cells) {
-    for (const s of c.nullRemoved ?? []) s.verdict = verdictOf(c, s.difference, s.holmP);
+    for (const s of c.nullRemoved ?? []) {
+      s.verdict = verdictOf(c, s.difference, s.holmP, ALPHA / Math.max(primaryNull.length, 1));
+    }
   }
   for (const c of cells) {
     if (!c.difference) continue;
@@ -797,9 +808,8 @@ export function analyzePaperStudy(
     const text = `slope difference sigmoid − softmax ${d.estimate.toFixed(3)} [${
       d.lo.toFixed(3)
     }, ${d.hi.toFixed(3)}] over ${c.seeds.length} seeds`;
+    c.verdict = verdictOf(c, d, c.holmP, ALPHA / Math.max(primary.length, 1));
     if (c.role === "primary") {
-      const significant = (c.holmP ?? 1) <= ALPHA;
-      c.verdict = !significant ? "cannot tell" : d.estimate < 0 ? "holds" : "fails";
       c.verdictText = c.verdict === "holds"
         ? `the claim holds here: sigmoid's Voronoi loss falls faster (${text}, Holm p = ${
           c.holmP!.toPrecision(2)
@@ -812,20 +822,19 @@ export function analyzePaperStudy(
           c.holmP!.toPrecision(2)
         })`;
     } else if (c.role === "planted") {
-      c.verdict = verdictOf(c, d, undefined);
       const p = c.planted!;
       const expected = (p.gate === "sigmoid" ? -1 : 1) * p.exponent;
       const covers = d.lo <= expected && expected <= d.hi;
       c.verdictText = `positive control (${p.gate}'s noise shrinks as (n/n₀)^−${p.exponent}, ` +
         `so its slope must be steeper by ${p.exponent}): ${
           c.verdict === "detected" ? "detected" : "missed"
-        } (${text}; the planted ${expected >= 0 ? "+" : ""}${expected} is ${
-          covers ? "inside" : "outside"
-        } the interval)`;
+        } at the primary cells' level, p ≤ ${
+          (ALPHA / Math.max(primary.length, 1)).toPrecision(2)
+        } (${text}, p = ${d.pValue.toPrecision(2)}; the planted ${
+          expected >= 0 ? "+" : ""
+        }${expected} is ${covers ? "inside" : "outside"} the interval)`;
     } else {
-      const covers = d.lo <= 0 && d.hi >= 0;
-      c.verdict = covers ? "ties" : "differs";
-      c.verdictText = covers
+      c.verdictText = c.verdict === "ties"
         ? `control: the gates tie, as theory predicts for an exact-specified fit (${text})`
         : `control: the gates differ where theory predicts a tie (${text}) — read the primary cells with care`;
     }

@@ -459,10 +459,11 @@ const QUICK_SETTINGS = {
  *   (linear, GELU) × score (fully, partially) — 16 cells — and the two
  *   positive controls, at 12 n from 100 to 20000, 20 seeds, 5 random starts
  *   and a 2000-iteration cap.
- * - `paper-quick-lownoise`: paper-quick with noise σ = 0.01 instead of 0.05,
+ * - `paper-quick-lownoise`: paper-quick's first six cells (not the positive
+ *   controls) with noise σ = 0.01 instead of 0.05,
  *   a sensitivity check (the asymptotic regime of a least-squares fit starts
  *   at smaller n when the noise is smaller).
- * - `paper-quick-bound20`: paper-quick with the parameter box [−20, 20]
+ * - `paper-quick-bound20`: paper-quick's first six cells with the parameter box [−20, 20]
  *   instead of [−10, 10], a sensitivity check: the over-specified fits put
  *   parameters on the box bound, so the estimator is the box-constrained
  *   one; a rate that moves with the box is the box's, not the estimator's.

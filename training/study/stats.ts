@@ -924,8 +924,10 @@ export function tMeanCI(xs: readonly number[], level: number = DEFAULT_LEVEL): I
  * `xs` (e.g. per-seed slope differences): (t_{1−α/2, m−1} + t_{power, m−1}) ·
  * s/√m, with m values and s their standard deviation. The usual normal-shift
  * approximation of the t test's power (the exact one uses the noncentral t);
- * tests/stats_test.ts checks it by simulation. It says how large a difference
- * "cannot tell" rules out: differences below it may well be there.
+ * tests/stats_test.ts checks it by simulation. A true difference of at least
+ * the MDE would be detected with that probability; it is a post-hoc figure
+ * (from the observed spread), and it rules nothing out: the interval of the
+ * difference gives its plausible range.
  *
  * @throws {RangeError} if there are fewer than 2 values, a value is not finite,
  *   or alpha or power is not in (0, 1).
