@@ -226,6 +226,9 @@ export async function benchPeerGroups(
 ): Promise<PeerBenches> {
   const peers = await loadPeers(PEER_NAMES);
   const out: PeerBenches = { byPeer: new Map(), ran: new Map(), skipped: new Map(peers.skipped) };
+  // deno bench runs the benches one after another, so the case of the bench before is done with
+  // when the next one builds its own: free it then (ORT sessions and jax-js arrays are large).
+  let live: PeerCase | undefined;
   for (const peer of PEER_NAMES) {
     if (out.skipped.has(peer)) continue;
     if (peer === "ort" && pass === "backward") {
@@ -247,7 +250,8 @@ export async function benchPeerGroups(
           warmup: 1,
           async fn(b) {
             if (!c) {
-              c = await peerCase(peers, peer, shape, { activation, causal: g.causal, pass });
+              await live?.free();
+              live = c = await peerCase(peers, peer, shape, { activation, causal: g.causal, pass });
               if (!c) throw new Error(`${peer} has no ${pass} case`);
               await c.run(); // the first call compiles; keep it out of the timed region
               samples.flops = c.flops;

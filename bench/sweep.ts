@@ -58,7 +58,7 @@ import {
   type PeerName,
   type Peers,
 } from "./peers/peers.ts";
-import { timeWall } from "./peers/timing.ts";
+import { attentionPassFlops, timeWall } from "./peers/timing.ts";
 import type {
   Implementation,
   MaxSeqLenRecord,
@@ -768,16 +768,8 @@ export function tflopsSummary(results: SweepResults): string {
   return lines.join("\n") + "\n";
 }
 
-/** FLOPs of one pass, FlashAttention's convention (backward = 2.5 × forward). */
-export function attentionPassFlops(
-  shape: AttentionShape,
-  causal: boolean,
-  pass: "forward" | "backward",
-): number {
-  const forward = 4 * shape.batch * shape.heads * shape.seqLen * shape.seqLen * shape.headDim *
-    (causal ? 0.5 : 1);
-  return pass === "backward" ? 2.5 * forward : forward;
-}
+/** FLOPs of one pass, FlashAttention's convention (bench/peers/timing.ts). */
+export { attentionPassFlops };
 
 /**
  * Bytes a forward pass needs: q, k, v, out, plus S×S buffers: one for

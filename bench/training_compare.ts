@@ -140,6 +140,14 @@ async function profileStep(step: Step, t: number): Promise<PassTime[]> {
     });
   step.run(t, wrap);
   await step.done();
+  if (keys.length === 0) {
+    for (const b of [resolve, read]) b.destroy();
+    querySet.destroy();
+    throw new Error(
+      "profile: the step recorded no compute pass through the profiler: this root's training " +
+        "step predates --profile (its run(t) takes no encoder wrapper; commit 2390c6b added it)",
+    );
+  }
   await read.mapAsync(GPUMapMode.READ, 0, 16 * keys.length);
   const stamps = new BigUint64Array(read.getMappedRange(0, 16 * keys.length).slice(0));
   read.unmap();

@@ -10,8 +10,8 @@
  *
  * - `"tiled"`: a workgroup stages 128×64 tiles of op(A) and op(B) in
  *   workgroup memory and each invocation keeps a 16×8 block of C in
- *   registers: the kernel for large products (the unfused attention
- *   baseline's S×S scores, the roofline).
+ *   registers: the kernel for large products (C of at least 131,072
+ *   elements: the unfused attention baseline's S×S scores from S = 363).
  * - `"direct"`: no workgroup memory and no barriers; each invocation reads
  *   its rows of op(A) and columns of op(B) straight from global memory and
  *   keeps a 16×8 block of C, a workgroup covering 128×32. It is the kernel for
