@@ -100,6 +100,20 @@ export function pageStyle(chartHeight: number): string {
 }
 
 /** `text` with `& < > " '` escaped, safe in HTML text and in quoted attributes. */
+/**
+ * An HTML table: headers escaped, cells inserted as given (already HTML),
+ * the columns flagged in `numeric` right-aligned.
+ */
+export function htmlTable(headers: string[], rows: string[][], numeric: boolean[]): string {
+  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
+  const body = rows.map((row) =>
+    `<tr>${
+      row.map((cell, i) => `<td${numeric[i] ? ' class="num"' : ""}>${cell}</td>`).join("")
+    }</tr>`
+  ).join("\n");
+  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
+}
+
 export function escapeHtml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;");

@@ -43,6 +43,7 @@ import type { CensoredSamples, Interval } from "../training/study/stats.ts";
 import {
   chartJsScript,
   escapeHtml,
+  htmlTable as table,
   loadChartJs,
   type PageChart,
   type PageConfig,
@@ -129,16 +130,6 @@ function censoredText(c: CensoredSamples | undefined | null): string {
 
 function levelText(level: number | undefined): string {
   return finite(level) ? `${Math.round(level * 100)}%` : "95%";
-}
-
-function table(headers: string[], rows: string[][], numeric: boolean[]): string {
-  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
-  const body = rows.map((row) =>
-    `<tr>${
-      row.map((cell, i) => `<td${numeric[i] ? ' class="num"' : ""}>${cell}</td>`).join("")
-    }</tr>`
-  ).join("\n");
-  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
 }
 
 const note = (text: string): string => `<p class="note">${escapeHtml(text)}</p>`;

@@ -19,6 +19,7 @@ import type {
 import {
   chartJsScript,
   escapeHtml,
+  htmlTable as table,
   loadChartJs,
   type PageConfig,
   pageScripts,
@@ -32,16 +33,6 @@ import { DASH, fmtBytes, fmtDuration, fmtNumber, modelText, sortMaxSeqLen } from
 const STYLE = pageStyle(300);
 
 const PAGE: PageConfig = { tag: "sigmax report", noteClass: "note", legendPointStyle: false };
-
-function table(headers: string[], rows: string[][], numeric: boolean[]): string {
-  const head = headers.map((h) => `<th>${escapeHtml(h)}</th>`).join("");
-  const body = rows.map((row) =>
-    `<tr>${
-      row.map((cell, i) => `<td${numeric[i] ? ' class="num"' : ""}>${cell}</td>`).join("")
-    }</tr>`
-  ).join("\n");
-  return `<table><thead><tr>${head}</tr></thead><tbody>\n${body}\n</tbody></table>`;
-}
 
 function maxSeqLenTable(rows: readonly MaxSeqLenRecord[]): string {
   if (rows.length === 0) return `<p class="note">No longest-sequence records.</p>`;
