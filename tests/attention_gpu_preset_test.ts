@@ -49,7 +49,7 @@ Deno.test("the gpu preset covers the issue's grid, and --smoke shrinks it for a 
   assert.deepEqual(smoke.implementations, gpu.implementations);
 });
 
-Deno.test("tflopsSummary() gives TFLOP/s and the sigmoid/softmax, fused/unfused and fused/TF.js ratios", () => {
+Deno.test("tflopsSummary() gives TFLOP/s and the sigmoid/softmax, fused/unfused and fused/peer ratios", () => {
   const record = (
     impl: SweepRecord["impl"],
     activation: SweepRecord["activation"],
@@ -86,6 +86,9 @@ Deno.test("tflopsSummary() gives TFLOP/s and the sigmoid/softmax, fused/unfused 
       record("unfused", "sigmoid", 6000, 32),
       record("tfjs", "softmax", 2000, 100),
       record("tfjs", "sigmoid", 2500, 80),
+      { ...record("ort", "softmax", 3000, 60), ran: "MultiHeadAttention; FlashAttention" },
+      record("jax", "softmax", 6000, 30),
+      record("jax", "sigmoid", 5000, 40),
     ],
     failures: [],
     maxSeqLen: [],
@@ -98,7 +101,8 @@ Deno.test("tflopsSummary() gives TFLOP/s and the sigmoid/softmax, fused/unfused 
   assert.ok(row, text);
   const cells = row.split("|").map((c) => c.trim()).filter(Boolean);
   // softmax 20.00, sigmoid 24.00 TFLOP/s; sig/soft 1.20×; fused/unfused 4.00× both (wall clock);
-  // fused/TF.js 10.00× both.
+  // fused/TF.js 10.00× both; fused/ORT 6.00× softmax, none for sigmoid (no ORT record);
+  // fused/jax-js 3.00× and 5.00×.
   assert.deepEqual(cells.slice(5), [
     "20.00",
     "24.00",
@@ -107,6 +111,10 @@ Deno.test("tflopsSummary() gives TFLOP/s and the sigmoid/softmax, fused/unfused 
     "4.00×",
     "10.00×",
     "10.00×",
+    "6.00×",
+    "–",
+    "3.00×",
+    "5.00×",
   ]);
   assert.match(text, /softmax TFLOP\/s \| sigmoid TFLOP\/s/);
   assert.match(text, /Past the time budget, not run: backward B=1 H=16 S=16384 D=128 causal/);

@@ -131,6 +131,11 @@ Deno.test({
         "--use-vulkan=swiftshader",
       ],
       timeout: 30_000,
+      // tests/run.ts preloads the Vulkan drivers into the test process (LD_PRELOAD); Chromium's
+      // GPU process must not inherit them, or it finds no WebGPU adapter of its own.
+      env: Object.fromEntries(
+        Object.entries(Deno.env.toObject()).filter(([name]) => name !== "LD_PRELOAD"),
+      ),
     });
     try {
       const tab = await browser.newPage();
