@@ -315,6 +315,34 @@ const _TILE_M = _CONSTANTS.WG_Y * _RM;
 const _TILE_N = _CONSTANTS.WG_X * _RN;
 
 /**
+ * What both kernels share: the uniform block, the bindings A, B, C and p, the
+ * batch offsets, op(A)/op(B) loaders, the store of C and the epilogues.
+ */
+function _sharedWgsl(config: MatmulWgslConfig): string {
+  const { transA, transB } = config;
+  return `${_PARAMS_WGSL}
+
+@group(0) @binding(0) var<storage, read> A: array<${_elem(config.vec4A)}>; // ${
+    transA ? "[B,K,M]" : "[B,M,K]"
+  }
+@group(0) @binding(1) var<storage, read> B: array<${_elem(config.vec4B)}>; // ${
+    transB ? "[B,N,K]" : "[B,K,N]"
+  }
+@group(0) @binding(2) var<storage, read_write> C: array<${_elem(config.vec4C)}>; // [B,SPLITS,M,N]
+@group(0) @binding(3) var<uniform> p: Params;
+
+${_offsetsWgsl}
+
+${_loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
+
+${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
+
+${_storer(config.vec4C)}
+
+${_epilogueWgsl(config)}`;
+}
+
+/**
  * WGSL for `C[b] = alpha · op(A[b]) · op(B[b])`, entry point `main`.
  *
  * Bindings (group 0): 0 = A and 1 = B (read-only storage), 2 = C (storage),
@@ -393,10 +421,7 @@ export function matmulWgsl(config: MatmulWgslConfig): string {
   }
   const { fmas, accs, stores } = _block(config, RM, RN);
 
-  const elem = _elem;
   const name = `matmul.${transA ? "t" : "n"}${transB ? "t" : "n"}`;
-  const shapeA = transA ? "[B,K,M]" : "[B,M,K]";
-  const shapeB = transB ? "[B,N,K]" : "[B,K,N]";
   const shapeTileA = transA ? "[TILE_K, TILE_M/4]" : "[TILE_M, TILE_K/4]";
   const shapeTileB = transB ? "[TILE_N, TILE_K/4]" : "[TILE_K, TILE_N/4]";
 
@@ -411,24 +436,10 @@ override TILE_N = WG_X * ${RN}u;            // columns of C per workgroup
 override TILE_A_LEN = TILE_M * TILE_K / 4u; // vec4s in the op(A) tile
 override TILE_B_LEN = TILE_N * TILE_K / 4u; // vec4s in the op(B) tile
 
-${_PARAMS_WGSL}
-
-@group(0) @binding(0) var<storage, read> A: array<${elem(config.vec4A)}>; // ${shapeA}
-@group(0) @binding(1) var<storage, read> B: array<${elem(config.vec4B)}>; // ${shapeB}
-@group(0) @binding(2) var<storage, read_write> C: array<${elem(config.vec4C)}>; // [B,SPLITS,M,N]
-@group(0) @binding(3) var<uniform> p: Params;
-
 var<workgroup> tileA: array<vec4<f32>, TILE_A_LEN>; // ${shapeTileA}
 var<workgroup> tileB: array<vec4<f32>, TILE_B_LEN>; // ${shapeTileB}
-${_offsetsWgsl}
 
-${_loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
-
-${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
-
-${_storer(config.vec4C)}
-
-${_epilogueWgsl(config)}
+${_sharedWgsl(config)}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(
@@ -524,26 +535,7 @@ export function matmulDirectWgsl(config: MatmulWgslConfig): string {
 override WG_X: u32 = ${_DIRECT.WG_X}; // invocations along n
 override WG_Y: u32 = ${_DIRECT.WG_Y}; // invocations along m
 
-${_PARAMS_WGSL}
-
-@group(0) @binding(0) var<storage, read> A: array<${_elem(config.vec4A)}>; // ${
-    transA ? "[B,K,M]" : "[B,M,K]"
-  }
-@group(0) @binding(1) var<storage, read> B: array<${_elem(config.vec4B)}>; // ${
-    transB ? "[B,N,K]" : "[B,K,N]"
-  }
-@group(0) @binding(2) var<storage, read_write> C: array<${_elem(config.vec4C)}>; // [B,SPLITS,M,N]
-@group(0) @binding(3) var<uniform> p: Params;
-
-${_offsetsWgsl}
-
-${_loader("_loadA", "A", "aOff", transA ? "p.k" : "p.m", transA ? "p.m" : "p.k", config.vec4A)}
-
-${_loader("_loadB", "B", "bOff", transB ? "p.n" : "p.k", transB ? "p.k" : "p.n", config.vec4B)}
-
-${_storer(config.vec4C)}
-
-${_epilogueWgsl(config)}
+${_sharedWgsl(config)}
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

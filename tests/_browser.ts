@@ -22,7 +22,7 @@
 
 import os from "node:os";
 import fs from "node:fs";
-import type { Browser } from "npm:playwright-core@1.65.1";
+import type { Browser, Page } from "npm:playwright-core@1.65.1";
 
 /** The browser the tests drive. */
 export const CHROMIUM = "/usr/bin/chromium";
@@ -87,19 +87,48 @@ export async function loadPlaywright(): Promise<typeof import("npm:playwright-co
   }
 }
 
-/** Launches headless {@linkcode CHROMIUM} (fails the test when it is missing). */
-export async function launchBrowser(): Promise<Browser> {
+/**
+ * Launches headless {@linkcode CHROMIUM} (fails the test when it is missing).
+ * With `webgpu`, Chromium gets WebGPU on its SwiftShader software adapter, and
+ * its environment loses `LD_PRELOAD`: tests/run.ts preloads the Vulkan drivers
+ * into the test process, and a GPU process that inherits them finds no adapter.
+ */
+export async function launchBrowser(options: { webgpu?: boolean } = {}): Promise<Browser> {
   if (!HAVE_CHROMIUM) {
     throw new Error(
       `${CHROMIUM} is missing and SIGMAX_REQUIRE_BROWSER=1: install it (apt-get install -y chromium)`,
     );
   }
   const { chromium } = await loadPlaywright();
+  const webgpu = [
+    "--enable-unsafe-webgpu",
+    "--enable-unsafe-swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+  ];
   return await chromium.launch({
     executablePath: CHROMIUM,
-    args: ["--no-sandbox"],
+    args: ["--no-sandbox", ...(options.webgpu ? webgpu : [])],
     timeout: 30_000,
+    ...(options.webgpu
+      ? {
+        env: Object.fromEntries(
+          Object.entries(Deno.env.toObject()).filter(([name]) => name !== "LD_PRELOAD"),
+        ),
+      }
+      : {}),
   });
+}
+
+/** Loads `file` in `page` and waits until its script has set `window.__sigmaxCharts`. */
+export async function gotoChartsPage(page: Page, file: string): Promise<void> {
+  await page.goto(new URL(`file://${file}`).href, { timeout: 30_000 });
+  await page.waitForFunction(
+    () => typeof (globalThis as Record<string, unknown>).__sigmaxCharts === "number",
+    undefined,
+    { timeout: 30_000 },
+  );
 }
 
 /** What a page did: its chart count, its canvases, and every message, error or request it made. */
@@ -132,12 +161,7 @@ export async function openPage(browser: Browser, file: string): Promise<PageOutc
     }
   });
   try {
-    await page.goto(new URL(`file://${file}`).href, { timeout: 30_000 });
-    await page.waitForFunction(
-      () => typeof (globalThis as Record<string, unknown>).__sigmaxCharts === "number",
-      undefined,
-      { timeout: 30_000 },
-    );
+    await gotoChartsPage(page, file);
     // Each canvas: its size, and whether any pixel has alpha > 0 (a blank canvas has none).
     const outcome = await page.evaluate(() => {
       interface El {

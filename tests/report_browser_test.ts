@@ -23,6 +23,7 @@ import type { Browser } from "npm:playwright-core@1.65.1";
 import {
   announceBrowser,
   CHROMIUM,
+  gotoChartsPage,
   HAVE_CHROMIUM,
   launchBrowser,
   openPage,
@@ -127,12 +128,7 @@ async function bandPixels(
 ): Promise<{ bandDatasets: number; samples: number; filled: number }> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   try {
-    await page.goto(new URL(`file://${file}`).href, { timeout: 30_000 });
-    await page.waitForFunction(
-      () => typeof (globalThis as Record<string, unknown>).__sigmaxCharts === "number",
-      undefined,
-      { timeout: 30_000 },
-    );
+    await gotoChartsPage(page, file);
     return await page.evaluate((chartId: string) => {
       interface Scale {
         min: number;

@@ -19,7 +19,7 @@
  */
 
 import assert from "node:assert/strict";
-import { announceBrowser, CHROMIUM, HAVE_CHROMIUM, loadPlaywright, REQUIRED } from "./_browser.ts";
+import { announceBrowser, CHROMIUM, HAVE_CHROMIUM, launchBrowser, REQUIRED } from "./_browser.ts";
 import { matmulDirectWgsl, matmulSplitSumWgsl, matmulWgsl } from "../kernels/matmul.ts";
 import { AttentionPlan } from "../mod.ts";
 
@@ -119,24 +119,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "sigmax-wgsl-" });
     const page = `${dir}/blank.html`;
     await Deno.writeTextFile(page, "<!DOCTYPE html><title>wgsl</title>");
-    const { chromium } = await loadPlaywright();
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--no-sandbox",
-        "--enable-unsafe-webgpu",
-        "--enable-unsafe-swiftshader",
-        "--use-webgpu-adapter=swiftshader",
-        "--enable-features=Vulkan",
-        "--use-vulkan=swiftshader",
-      ],
-      timeout: 30_000,
-      // tests/run.ts preloads the Vulkan drivers into the test process (LD_PRELOAD); Chromium's
-      // GPU process must not inherit them, or it finds no WebGPU adapter of its own.
-      env: Object.fromEntries(
-        Object.entries(Deno.env.toObject()).filter(([name]) => name !== "LD_PRELOAD"),
-      ),
-    });
+    const browser = await launchBrowser({ webgpu: true });
     try {
       const tab = await browser.newPage();
       await tab.goto(new URL(`file://${page}`).href);
