@@ -18,6 +18,7 @@ import {
   tensorLength,
 } from "./attention_options.ts";
 import {
+  directSoftwareReads,
   type FusedForwardConfig,
   fusedForwardPipeline,
   fusedLoopIterations,
@@ -585,6 +586,8 @@ export type KernelTiles =
 
 /**
  * The tiles of the forward, `dq` and `dkv` kernels for `tiling` on `device`.
+ * The software tiling reads keys and values straight from storage where
+ * {@linkcode directSoftwareReads} says so (OpenGL), else stages them.
  * The GPU tiling combines a split row's partial dot products with subgroup
  * shuffles when the device has `subgroups` and its subgroups are at least as
  * wide as the split.
@@ -597,11 +600,12 @@ export function kernelTiles(
 ): KernelTiles {
   const storage = device.limits.maxComputeWorkgroupStorageSize;
   if (tiling === "software") {
+    const direct = directSoftwareReads(device);
     return {
       tiling,
-      forward: fusedTiles(activation, headDim, storage, true),
-      dq: fusedBackwardTiles("dq", activation, headDim, storage, true),
-      dkv: fusedBackwardTiles("dkv", activation, headDim, storage, true),
+      forward: fusedTiles(activation, headDim, storage, true, direct),
+      dq: fusedBackwardTiles("dq", activation, headDim, storage, true, direct),
+      dkv: fusedBackwardTiles("dkv", activation, headDim, storage, true, direct),
     };
   }
   const sizes = subgroupSizes(device);

@@ -26,14 +26,17 @@ import { getPipeline } from "./device.ts";
 import { gpuForwardTiles } from "./attention_fused_gpu.ts";
 import {
   accumulateWgsl,
+  directRead,
   dotsWgsl,
   each,
   FUSED_PARAMS_WGSL,
   loaderWgsl,
   rowEndWgsl,
+  type RowRead,
   SIGMOID4_WGSL,
   SOFTWARE_PARAMS_READ_WGSL,
   SOFTWARE_PARAMS_WGSL,
+  stagedRead,
   stageTilesWgsl,
   storerWgsl,
 } from "./wgsl.ts";
@@ -45,6 +48,13 @@ export interface FusedForwardConfig {
   precision: "f32" | "f16";
   /** Query rows each invocation owns (R). Compiled in: the rows' state is unrolled. */
   rowsPerLane: number;
+  /**
+   * When set, keys and values are read straight from storage in blocks of
+   * this many rows (compiled in), with no workgroup memory and no barrier;
+   * when absent they are staged in workgroup tiles of `BK` rows. See
+   * {@linkcode FusedTiles.direct}.
+   */
+  directKeys?: number;
 }
 
 /** Tile sizes of a fused kernel. */
@@ -61,6 +71,40 @@ export interface FusedTiles {
    * Absent means true.
    */
   scoreScratch?: boolean;
+  /**
+   * Software tiling only: read keys and values straight from storage instead
+   * of staging them in workgroup memory (`keys` is then the block the loops
+   * take at a time; softmax keeps its scores in a private array). Absent
+   * means false.
+   */
+  direct?: boolean;
+}
+
+/**
+ * Keys a direct-read software kernel takes per block (compiled in): a
+ * softmax rescale per 32 keys, and 32·R/4 vec4s of private score scratch.
+ */
+export const DIRECT_KEYS = 32;
+
+/**
+ * Whether the software tiling on `device` reads keys and values straight
+ * from storage rather than staging them in workgroup memory: on a software
+ * adapter without `shader-f16`, which among Deno's adapters is Mesa's
+ * llvmpipe reached through OpenGL.
+ *
+ * Why: WebGPU zero-fills workgroup memory before a shader runs. On Vulkan
+ * lavapipe the driver does it; on OpenGL naga writes the fill into the
+ * shader, one store per vec4 of the tiles, and llvmpipe compiles each of
+ * them, under the invocation mask, into code that its coroutine splitting
+ * at every barrier then has to carry. Measured cold on this project's 2-core
+ * machine (`bench/compile_profile.ts --workload fused`), the demo's four
+ * fused kernels at D = 64: OpenGL 528 s staged, 141 s direct; Vulkan 75 s
+ * staged, 108 s direct. A CPU adapter's workgroup memory is ordinary cached
+ * memory, so staging saves no reads there: warm, direct runs as fast as
+ * staged on OpenGL and within a few percent on Vulkan.
+ */
+export function directSoftwareReads(device: GPUDevice): boolean {
+  return !device.features.has("shader-f16");
 }
 
 /** Upper bound on the key tile; past it more workgroup memory buys nothing. */
@@ -85,12 +129,17 @@ export const FUSED_STORAGE_BUDGET = 16384;
  * H=4 S=1024: at D = 64, R = 1 runs at 2 GFLOP/s, R = 4 at 6, R = 8 at 13,
  * R = 16 at 17 but takes 23 s to compile; at D = 128, R = 4 at 6.5 and R = 8
  * at 10, with 30–40 s to compile (once: Mesa caches compiled shaders on disk).
+ *
+ * With `direct` (software only; see {@linkcode directSoftwareReads}) the
+ * kernel reads keys and values straight from storage, `DIRECT_KEYS` at a
+ * time, with the same R.
  */
 export function fusedTiles(
   activation: Activation,
   headDim: number,
   storageBytes: number,
   software: boolean,
+  direct = false,
 ): FusedTiles {
   if (!software) {
     const gpu = gpuForwardTiles(headDim, storageBytes, false);
@@ -99,6 +148,7 @@ export function fusedTiles(
   const d4 = Math.ceil(headDim / 4);
   const lanes = 16;
   const rowsPerLane = d4 <= 32 ? 8 : 2;
+  if (direct) return { lanes, rowsPerLane, keys: DIRECT_KEYS, direct };
   // Workgroup memory grows linearly with the key tile: bytes per key, from the storage formula.
   const bytesPerKey = fusedStorageBytes(activation, headDim, { lanes, rowsPerLane, keys: 1 });
   return { lanes, rowsPerLane, keys: stagedRows(bytesPerKey, storageBytes, headDim) };
@@ -126,6 +176,7 @@ export function fusedStorageBytes(
   headDim: number,
   tiles: FusedTiles,
 ): number {
+  if (tiles.direct) return 0;
   const d4 = Math.ceil(headDim / 4);
   const scores = activation === "softmax" ? tiles.keys * tiles.lanes * tiles.rowsPerLane * 4 : 0;
   return 2 * tiles.keys * d4 * 16 + scores;
@@ -135,18 +186,24 @@ export function fusedStorageBytes(
  * WGSL: for each of the R rows, `s4_r` = the scores of keys j..j+3 of the
  * staged tile (plus `init`) and `valid_r` = which of them row r may see.
  */
-function _scores(init: string, D4: number, R: number): string {
-  return `${dotsWgsl("s4", "qi", "kTile", init, D4, R)}
+function _scores(init: string, D4: number, R: number, kRead: RowRead): string {
+  return `${dotsWgsl("s4", "qi", kRead, init, D4, R)}
       let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}`;
 }
 
-/** Softmax over one staged tile: scores to scratch, raise the max, rescale once, accumulate. */
-function _softmaxTile(D4: number, R: number): string {
-  const slot = (r: number) => `sTile[((j >> 2u) * ${R}u + ${r}u) * WG + lid]`;
+/**
+ * Softmax over one block of keys: scores to scratch, raise the max, rescale
+ * once, accumulate. The scratch is a workgroup array (`sTile`, a slot per
+ * invocation) or, for direct reads, a private one (`sLocal`).
+ */
+function _softmaxTile(D4: number, R: number, direct: boolean): string {
+  const slot = (r: number) =>
+    direct ? `sLocal[(j >> 2u) * ${R}u + ${r}u]` : `sTile[((j >> 2u) * ${R}u + ${r}u) * WG + lid]`;
+  const [kRead, vRead] = _reads(direct);
   return `    var tileMax = m;
     for (var j = 0u; j < jEnd; j += 4u) {
-${_scores("0.0", D4, R)}
+${_scores("0.0", D4, R, kRead)}
 ${
     each(R, (r) =>
       `{
@@ -175,17 +232,25 @@ ${
       } - m[${r}]), keys4 < vec4<u32>(rowEnd[${r}]));
       l[${r}] += p4_${r}.x + p4_${r}.y + p4_${r}.z + p4_${r}.w;`, "      ")
   }
-${accumulateWgsl("acc", "p4", "vTile", D4, R)}
+${accumulateWgsl("acc", "p4", vRead, D4, R)}
     }`;
 }
 
-/** Sigmoid over one staged tile: one pass, no row statistics. */
-function _sigmoidTile(D4: number, R: number): string {
+/** Sigmoid over one block of keys: one pass, no row statistics. */
+function _sigmoidTile(D4: number, R: number, direct: boolean): string {
+  const [kRead, vRead] = _reads(direct);
   return `    for (var j = 0u; j < jEnd; j += 4u) {
-${_scores("b", D4, R)}
+${_scores("b", D4, R, kRead)}
 ${each(R, (r) => `let p4_${r} = select(vec4<f32>(0.0), sigmoid4(s4_${r}), valid_${r});`, "      ")}
-${accumulateWgsl("acc", "p4", "vTile", D4, R)}
+${accumulateWgsl("acc", "p4", vRead, D4, R)}
     }`;
+}
+
+/** How the loops read keys and values: from the workgroup tiles, or straight from storage. */
+function _reads(direct: boolean): [RowRead, RowRead] {
+  return direct
+    ? [directRead("loadK", "k0"), directRead("loadV", "k0")]
+    : [stagedRead("kTile"), stagedRead("vTile")];
 }
 
 /**
@@ -205,6 +270,17 @@ export function fusedForwardWgsl(config: FusedForwardConfig): string {
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
   const softmax = activation === "softmax";
   const D4 = Math.ceil(D / 4);
+  const direct = config.directKeys !== undefined;
+  const keyBlock = direct
+    ? `const BK: u32 = ${config.directKeys}u;  // keys per block, read straight from storage`
+    : "override BK: u32 = 32u;  // keys per staged tile, a multiple of 4";
+  const tiles = direct ? "" : `var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
+var<workgroup> vTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
+${
+    softmax
+      ? "var<workgroup> sTile: array<vec4<f32>, BK / 4u * R * WG>;  // [BK/4, R, WG] this tile's scores\n"
+      : ""
+  }`;
   return /* wgsl */ `// ${fusedForwardLabel(config)}
 ${precision === "f16" ? "enable f16;\n" : ""}
 ${FUSED_PARAMS_WGSL}
@@ -213,7 +289,7 @@ const D: u32 = ${D}u;    // head dim
 const D4: u32 = ${D4}u;  // head dim in vec4s (the last one zero-padded)
 const R: u32 = ${R}u;    // query rows per invocation
 override WG: u32 = 16u;  // invocations per workgroup; a workgroup owns WG·R query rows
-override BK: u32 = 32u;  // keys per staged tile, a multiple of 4
+${keyBlock}
 
 ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;   // [B,H,S,D]
@@ -221,13 +297,7 @@ ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(3) var<storage, read> v: array<${elem}>;   // [B,H,S,D]
 @group(0) @binding(4) var<storage, read_write> out: array<${elem}>;  // [B,H,S,D]
 ${softmax ? "@group(0) @binding(5) var<storage, read_write> lse: array<f32>;  // [B,H,S]\n" : ""}
-var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
-var<workgroup> vTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
-${
-    softmax
-      ? "var<workgroup> sTile: array<vec4<f32>, BK / 4u * R * WG>;  // [BK/4, R, WG] this tile's scores\n"
-      : ""
-  }
+${tiles}
 ${loaderWgsl("loadQ", "q", D)}
 ${loaderWgsl("loadK", "k", D)}
 ${loaderWgsl("loadV", "v", D)}
@@ -266,15 +336,21 @@ ${each(R, (r) => `m[${r}] = -3.0e38;`, "  ")}`
   // Keys this workgroup can see: all of them, or up to its last row if causal.
   let keyEnd = select(S, min(S, row0 + WG * R), causal);
   for (var k0 = 0u; k0 < keyEnd; k0 += BK) {
-${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
-    workgroupBarrier();
+${
+    direct
+      ? softmax
+        ? "    var sLocal: array<vec4<f32>, BK / 4u * R>;  // [BK/4, R] this block's scores"
+        : ""
+      : `${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
+    workgroupBarrier();`
+  }
 
     // The loops take keys four at a time (one vec4 of scores per row). Their
     // bound jEnd is the same for the whole workgroup; row r masks the keys it
     // must not see, j ≥ rowEnd[r], to a weight of exactly 0.
     let jEnd = min(BK, keyEnd - k0);
 ${rowEndWgsl(R)}
-${softmax ? _softmaxTile(D4, R) : _sigmoidTile(D4, R)}
+${softmax ? _softmaxTile(D4, R, direct) : _sigmoidTile(D4, R, direct)}
   }
 
 ${
@@ -300,7 +376,9 @@ ${each(D4, (d) => `storeOut(rowBase + i[${r}], ${d}u, acc[${r}][${d}] * inv);`, 
 /** Label of a fused forward kernel, e.g. `attention.forward.sigmoid.d64.r8`. */
 export function fusedForwardLabel(config: FusedForwardConfig): string {
   return `attention.forward.${config.activation}.d${config.headDim}` +
-    `.r${config.rowsPerLane}` + (config.precision === "f16" ? ".f16" : "");
+    `.r${config.rowsPerLane}` +
+    (config.directKeys === undefined ? "" : `.direct${config.directKeys}`) +
+    (config.precision === "f16" ? ".f16" : "");
 }
 
 /** Builds (or takes from the cache) the pipeline of a fused forward kernel. */
@@ -309,13 +387,17 @@ export function fusedForwardPipeline(
   config: Omit<FusedForwardConfig, "rowsPerLane">,
   tiles: FusedTiles,
 ): Promise<GPUComputePipeline> {
-  const full = { ...config, rowsPerLane: tiles.rowsPerLane };
+  const full = {
+    ...config,
+    rowsPerLane: tiles.rowsPerLane,
+    directKeys: tiles.direct ? tiles.keys : undefined,
+  };
   const label = fusedForwardLabel(full);
   return getPipeline(device, {
     key: label,
     label,
     code: () => fusedForwardWgsl(full),
-    constants: { WG: tiles.lanes, BK: tiles.keys },
+    constants: tiles.direct ? { WG: tiles.lanes } : { WG: tiles.lanes, BK: tiles.keys },
   });
 }
 
@@ -350,7 +432,8 @@ export function fusedLoopIterations(
   const statSteps = Math.ceil(tiles.keys / 4 / tiles.lanes);
   // The dkv kernel serves both activations; sigmoid skips the staging at run time, counted anyway.
   const stats = kernel === "dkv" ? loop(statSteps) + statSteps * 2 * loop(4) : 0;
-  const perTile = 1 + loop(Math.ceil(tiles.keys * d4 / tiles.lanes)) +
-    passes * loop(tiles.keys / 4) + stats;
+  // Direct reads stage nothing: no staging loops.
+  const staging = tiles.direct ? 0 : loop(Math.ceil(tiles.keys * d4 / tiles.lanes)) + stats;
+  const perTile = 1 + staging + passes * loop(tiles.keys / 4);
   return Math.ceil(seqLen / tiles.keys) * perTile + 1;
 }

@@ -36,10 +36,11 @@
 
 import type { Activation } from "./attention_options.ts";
 import { getPipeline } from "./device.ts";
-import { type FusedTiles, stagedRows } from "./attention_fused.ts";
+import { DIRECT_KEYS, type FusedTiles, stagedRows } from "./attention_fused.ts";
 import { gpuBackwardTiles } from "./attention_fused_gpu_backward.ts";
 import {
   accumulateWgsl,
+  directRead,
   dotsWgsl,
   each,
   FUSED_BACKWARD_PARAMS_WGSL,
@@ -47,6 +48,7 @@ import {
   rowEndWgsl,
   SOFTWARE_PARAMS_READ_WGSL,
   SOFTWARE_PARAMS_WGSL,
+  stagedRead,
   stageTilesWgsl,
   storerWgsl,
 } from "./wgsl.ts";
@@ -68,6 +70,13 @@ export interface FusedBackwardConfig {
   precision: "f32" | "f16";
   /** Rows each invocation owns (query rows for `dq`, key rows for `dkv`). */
   rowsPerLane: number;
+  /**
+   * When set, the other side's rows (keys and values for `dq`, queries and
+   * their output gradients for `dkv`) are read straight from storage in
+   * blocks of this many (compiled in), with no workgroup memory and no
+   * barrier; when absent they are staged in workgroup tiles.
+   */
+  directKeys?: number;
 }
 
 /**
@@ -96,6 +105,9 @@ export interface FusedBackwardConfig {
  * 9.4–10.1, while R = 8 took over 7 minutes to compile. At D = 256 the pair
  * (with the forward kernel) compiles in about 100 s with R = 1 and 135 s
  * with R = 2.
+ *
+ * With `direct` (software only, see `directSoftwareReads`) nothing is staged:
+ * the rows are read straight from storage, `DIRECT_KEYS` at a time.
  */
 export function fusedBackwardTiles(
   kernel: BackwardKernel,
@@ -103,6 +115,7 @@ export function fusedBackwardTiles(
   headDim: number,
   storageBytes: number,
   software: boolean,
+  direct = false,
 ): FusedTiles {
   if (!software) {
     const gpu = gpuBackwardTiles(kernel, activation, headDim, storageBytes, false);
@@ -111,6 +124,7 @@ export function fusedBackwardTiles(
   const d4 = Math.ceil(headDim / 4);
   const lanes = 16;
   const rowsPerLane = d4 <= 16 ? 8 : d4 <= 32 ? 4 : 1;
+  if (direct) return { lanes, rowsPerLane, keys: DIRECT_KEYS, direct };
   const tiles = { lanes, rowsPerLane, keys: 1 };
   const bytesPerRow = fusedBackwardStorageBytes(kernel, activation, headDim, tiles);
   return { lanes, rowsPerLane, keys: stagedRows(bytesPerRow, storageBytes, headDim) };
@@ -127,6 +141,7 @@ export function fusedBackwardStorageBytes(
   headDim: number,
   tiles: FusedTiles,
 ): number {
+  if (tiles.direct) return 0;
   const d4 = Math.ceil(headDim / 4);
   const rowStats = kernel === "dkv" ? 2 * 4 : 0; // lse and Δ
   return tiles.keys * (2 * d4 * 16 + rowStats);
@@ -136,6 +151,7 @@ export function fusedBackwardStorageBytes(
 export function fusedBackwardLabel(config: FusedBackwardConfig): string {
   return `attention.backward.${config.kernel}` +
     `.d${config.headDim}.r${config.rowsPerLane}` +
+    (config.directKeys === undefined ? "" : `.direct${config.directKeys}`) +
     (config.precision === "f16" ? ".f16" : "");
 }
 
@@ -185,7 +201,11 @@ const D: u32 = ${D}u;    // head dim
 const D4: u32 = ${Math.ceil(D / 4)}u;  // head dim in vec4s (the last one zero-padded)
 const R: u32 = ${R}u;    // rows per invocation
 override WG: u32 = 16u;  // invocations per workgroup; a workgroup owns WG·R rows
-override ${tileName}: u32 = 32u;  // rows per staged tile, a multiple of 4
+${
+    config.directKeys === undefined
+      ? `override ${tileName}: u32 = 32u;  // rows per staged tile, a multiple of 4`
+      : `const ${tileName}: u32 = ${config.directKeys}u;  // rows per block, read straight from storage`
+  }
 `;
 }
 
@@ -195,6 +215,10 @@ function _dqWgsl(config: FusedBackwardConfig): string {
   const T = precision === "f16" ? "f16" : "f32";
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
   const D4 = Math.ceil(D / 4);
+  const direct = config.directKeys !== undefined;
+  const [kRead, vRead] = direct
+    ? [directRead("loadK", "k0"), directRead("loadV", "k0")]
+    : [stagedRead("kTile"), stagedRead("vTile")];
   return `${_header(config, "BK")}
 ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;     // [B,H,S,D]
@@ -206,9 +230,11 @@ ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(7) var<storage, read> lse: array<f32>;     // [B,H,S] forward row logsumexp (softmax)
 @group(0) @binding(8) var<storage, read_write> delta: array<f32>;  // [B,H,S] Δ_i = dO_i·O_i, written (softmax)
 
-var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
+${
+    direct ? "" : `var<workgroup> kTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
 var<workgroup> vTile: array<vec4<f32>, BK * D4>;  // [BK, D4]
-
+`
+  }
 ${loaderWgsl("loadQ", "q", D)}
 ${loaderWgsl("loadK", "k", D)}
 ${loaderWgsl("loadV", "v", D)}
@@ -255,18 +281,20 @@ ${each(D4, (d) => `dsum += dot(doi[${r}][${d}], loadO(row, ${d}u));`, "      ")}
 
   let keyEnd = select(S, min(S, row0 + WG * R), causal);
   for (var k0 = 0u; k0 < keyEnd; k0 += BK) {
-${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
+${
+    direct ? "" : `${stageTilesWgsl("k0", "BK", [["kTile", "loadK"], ["vTile", "loadV"]])}
     workgroupBarrier();
-
+`
+  }
     let jEnd = min(BK, keyEnd - k0);
 ${rowEndWgsl(R)}
     for (var j = 0u; j < jEnd; j += 4u) {
-${dotsWgsl("s4", "qi", "kTile", "b", D4, R)}
-${dotsWgsl("dp4", "doi", "vTile", "0.0", D4, R)}
+${dotsWgsl("s4", "qi", kRead, "b", D4, R)}
+${dotsWgsl("dp4", "doi", vRead, "0.0", D4, R)}
       let keys4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${each(R, (r) => `let valid_${r} = keys4 < vec4<u32>(rowEnd[${r}]);`, "      ")}
 ${_gradients(R, false, (r) => `vec4<f32>(lseR[${r}])`, (r) => `vec4<f32>(deltaR[${r}])`)}
-${accumulateWgsl("dqi", "ds4", "kTile", D4, R)}
+${accumulateWgsl("dqi", "ds4", kRead, D4, R)}
     }
   }
 
@@ -290,6 +318,16 @@ function _dkvWgsl(config: FusedBackwardConfig): string {
   const T = precision === "f16" ? "f16" : "f32";
   const elem = D % 4 === 0 ? `vec4<${T}>` : T;
   const D4 = Math.ceil(D / 4);
+  const direct = config.directKeys !== undefined;
+  const [qRead, doRead] = direct
+    ? [directRead("loadQ", "q0"), directRead("loadDO", "q0")]
+    : [stagedRead("qTile"), stagedRead("doTile")];
+  // Softmax's row terms of queries j..j+3 (clamped to the last row, as directRead is).
+  const stat4 = (stat: string) =>
+    `vec4<f32>(${
+      [0, 1, 2, 3].map((c) => `${stat}[rowBase + min(q0 + j${c ? ` + ${c}u` : ""}, S - 1u)]`)
+        .join(", ")
+    })`;
   return `${_header(config, "BQ")}
 ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(1) var<storage, read> q: array<${elem}>;     // [B,H,S,D]
@@ -301,11 +339,13 @@ ${SOFTWARE_PARAMS_WGSL}
 @group(0) @binding(7) var<storage, read> lse: array<f32>;    // [B,H,S] forward row logsumexp (softmax)
 @group(0) @binding(8) var<storage, read> delta: array<f32>;  // [B,H,S] Δ_i, from the dq kernel (softmax)
 
-var<workgroup> qTile: array<vec4<f32>, BQ * D4>;   // [BQ, D4]
+${
+    direct ? "" : `var<workgroup> qTile: array<vec4<f32>, BQ * D4>;   // [BQ, D4]
 var<workgroup> doTile: array<vec4<f32>, BQ * D4>;  // [BQ, D4]
 var<workgroup> lseTile: array<vec4<f32>, BQ / 4u>;    // [BQ] as vec4s (softmax)
 var<workgroup> deltaTile: array<vec4<f32>, BQ / 4u>;  // [BQ] as vec4s (softmax)
-
+`
+  }
 ${loaderWgsl("loadQ", "q", D)}
 ${loaderWgsl("loadK", "k", D)}
 ${loaderWgsl("loadV", "v", D)}
@@ -313,7 +353,10 @@ ${loaderWgsl("loadDO", "dOut", D)}
 ${storerWgsl("storeDK", "dk", D, T)}
 ${storerWgsl("storeDV", "dv", D, T)}
 
-// Four consecutive entries of a [B,H,S] row statistic from row \`row\` on (zeros past the end).
+${
+    direct
+      ? ""
+      : `// Four consecutive entries of a [B,H,S] row statistic from row \`row\` on (zeros past the end).
 fn load4(stat: u32, row: u32, end: u32) -> vec4<f32> {
   var x = vec4<f32>();
   for (var c = 0u; c < 4u; c++) {
@@ -321,7 +364,8 @@ fn load4(stat: u32, row: u32, end: u32) -> vec4<f32> {
   }
   return x;
 }
-
+`
+  }
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
 ${SOFTWARE_PARAMS_READ_WGSL}
@@ -353,7 +397,8 @@ ${each(D4, (d) => `vj[${r}][${d}] = loadV(rowBase + c[${r}], ${d}u);`, "    ")}
   // Queries that can see this workgroup's keys: all, or from the tile of its first key if causal.
   let queryStart = select(0u, col0 / BQ * BQ, causal);
   for (var q0 = queryStart; q0 < S; q0 += BQ) {
-${stageTilesWgsl("q0", "BQ", [["qTile", "loadQ"], ["doTile", "loadDO"]])}
+${
+    direct ? "" : `${stageTilesWgsl("q0", "BQ", [["qTile", "loadQ"], ["doTile", "loadDO"]])}
     if (softmax) {
       for (var e = lid; e < BQ / 4u; e += WG) {
         lseTile[e] = load4(0u, rowBase + q0 + 4u * e, rowBase + S);
@@ -361,7 +406,8 @@ ${stageTilesWgsl("q0", "BQ", [["qTile", "loadQ"], ["doTile", "loadDO"]])}
       }
     }
     workgroupBarrier();
-
+`
+  }
     // Staged query j (of q0 + j) is seen by key row r when j < jEnd and j ≥ rowStart_r
     // (0 unless causal).
     let jEnd = min(BQ, S - q0);
@@ -370,8 +416,8 @@ ${
       `let rowStart_${r} = select(0u, select(0u, c[${r}] - q0, c[${r}] > q0), causal);`, "    ")
   }
     for (var j = 0u; j < jEnd; j += 4u) {
-${dotsWgsl("s4", "kj", "qTile", "b", D4, R)}
-${dotsWgsl("dp4", "vj", "doTile", "0.0", D4, R)}
+${dotsWgsl("s4", "kj", qRead, "b", D4, R)}
+${dotsWgsl("dp4", "vj", doRead, "0.0", D4, R)}
       let queries4 = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
 ${
     each(
@@ -381,11 +427,21 @@ ${
       "      ",
     )
   }
-      let lse4 = lseTile[j / 4u];
+${
+    direct
+      ? `      var lse4 = vec4<f32>();
+      var delta4 = vec4<f32>();
+      if (softmax) {
+        lse4 = ${stat4("lse")};
+        delta4 = ${stat4("delta")};
+      }
+`
+      : `      let lse4 = lseTile[j / 4u];
       let delta4 = deltaTile[j / 4u];
-${_gradients(R, true, () => "lse4", () => "delta4")}
-${accumulateWgsl("dvj", "p4", "doTile", D4, R)}
-${accumulateWgsl("dkj", "ds4", "qTile", D4, R)}
+`
+  }${_gradients(R, true, () => "lse4", () => "delta4")}
+${accumulateWgsl("dvj", "p4", doRead, D4, R)}
+${accumulateWgsl("dkj", "ds4", qRead, D4, R)}
     }
   }
 
@@ -428,12 +484,17 @@ export function fusedBackwardPipeline(
   config: Omit<FusedBackwardConfig, "rowsPerLane">,
   tiles: FusedTiles,
 ): Promise<GPUComputePipeline> {
-  const full = { ...config, rowsPerLane: tiles.rowsPerLane };
+  const full = {
+    ...config,
+    rowsPerLane: tiles.rowsPerLane,
+    directKeys: tiles.direct ? tiles.keys : undefined,
+  };
   const label = fusedBackwardLabel(full);
+  const block = config.kernel === "dq" ? "BK" : "BQ";
   return getPipeline(device, {
     key: label,
     label,
     code: () => fusedBackwardWgsl(full),
-    constants: { WG: tiles.lanes, [config.kernel === "dq" ? "BK" : "BQ"]: tiles.keys },
+    constants: tiles.direct ? { WG: tiles.lanes } : { WG: tiles.lanes, [block]: tiles.keys },
   });
 }

@@ -57,14 +57,37 @@ fn sigmoid4(x: vec4<f32>) -> vec4<f32> {
 `;
 
 /**
+ * How a kernel's inner loop reads row `j + c` (c = 0…3) of the current block
+ * of keys (or queries), vec4 `d`: a WGSL expression in `j`, `d` and the
+ * kernel's locals.
+ */
+export type RowRead = (c: number) => string;
+
+/** Reads a block staged in workgroup memory: `tile[(j + c) * D4 + d]`. */
+export function stagedRead(tile: string): RowRead {
+  return (c) => `${tile}[${c === 0 ? "j" : `(j + ${c}u)`} * D4 + d]`;
+}
+
+/**
+ * Reads a block straight from storage with `loader(row, d)`: row
+ * `start + j + c` of this (batch, head), clamped to the last row `S − 1`.
+ * A clamped read only ever fills a slot whose weight is masked to exactly 0
+ * (the loops run four rows at a time past the end of the sequence), as a
+ * staged tile's zero rows do.
+ */
+export function directRead(loader: string, start: string): RowRead {
+  return (c) => `${loader}(rowBase + min(${start} + j${c === 0 ? "" : ` + ${c}u`}, S - 1u), d)`;
+}
+
+/**
  * WGSL: for each of the R register rows `regs[r]`, `${out}_r` = the dot
- * products with the four staged tile rows j..j+3 of `tile` (`[rows, D4]`),
- * plus `init`. Each staged vec4 is read once and feeds all R rows.
+ * products with the four block rows j..j+3 (read with `read`), plus `init`.
+ * Each block vec4 is read once and feeds all R rows.
  */
 export function dotsWgsl(
   out: string,
   regs: string,
-  tile: string,
+  read: RowRead,
   init: string,
   D4: number,
   R: number,
@@ -77,23 +100,20 @@ ${
     each(D4, (d) =>
       `{
         let d = ${d}u;
-        let t0 = ${tile}[j * D4 + d];
-        let t1 = ${tile}[(j + 1u) * D4 + d];
-        let t2 = ${tile}[(j + 2u) * D4 + d];
-        let t3 = ${tile}[(j + 3u) * D4 + d];
+${each(4, (c) => `let t${c} = ${read(c)};`, "        ")}
 ${each(R, dots, "        ")}
       }`, "      ")
   }`;
 }
 
 /**
- * WGSL: for each register row r, `acc[r] += Σ_c ${weights}_r[c] · tile[j + c]`
- * over the four staged rows j..j+3; each staged vec4 is read once.
+ * WGSL: for each register row r, `acc[r] += Σ_c ${weights}_r[c] · row[j + c]`
+ * over the four block rows j..j+3 (read with `read`); each vec4 is read once.
  */
 export function accumulateWgsl(
   acc: string,
   weights: string,
-  tile: string,
+  read: RowRead,
   D4: number,
   R: number,
 ): string {
@@ -103,10 +123,7 @@ export function accumulateWgsl(
   return each(D4, (d) =>
     `{
         let d = ${d}u;
-        let t0 = ${tile}[j * D4 + d];
-        let t1 = ${tile}[(j + 1u) * D4 + d];
-        let t2 = ${tile}[(j + 2u) * D4 + d];
-        let t3 = ${tile}[(j + 3u) * D4 + d];
+${each(4, (c) => `let t${c} = ${read(c)};`, "        ")}
 ${each(R, fma, "        ")}
       }`, "      ");
 }

@@ -71,6 +71,41 @@ Deno.test("fusedForwardWgsl() specialises the kernel: no row statistics in sigmo
   );
 });
 
+Deno.test("direct-read software kernels use no workgroup memory and no barrier, and stage nothing", () => {
+  for (const headDim of [8, 33, 64, 128]) {
+    const forward = ["softmax", "sigmoid"].map((activation) => {
+      const tiles = fusedTiles(activation as "softmax", headDim, 32768, true, true);
+      assert.equal(tiles.direct, true);
+      assert.equal(fusedStorageBytes(activation as "softmax", headDim, tiles), 0);
+      return fusedForwardWgsl({
+        activation: activation as "softmax",
+        headDim,
+        precision: "f32",
+        rowsPerLane: tiles.rowsPerLane,
+        directKeys: tiles.keys,
+      });
+    });
+    const backward = (["dq", "dkv"] as const).map((kernel) => {
+      const tiles = fusedBackwardTiles(kernel, "softmax", headDim, 32768, true, true);
+      assert.equal(fusedBackwardStorageBytes(kernel, "softmax", headDim, tiles), 0);
+      return fusedBackwardWgsl({
+        kernel,
+        headDim,
+        precision: "f32",
+        rowsPerLane: tiles.rowsPerLane,
+        directKeys: tiles.keys,
+      });
+    });
+    for (const wgsl of [...forward, ...backward]) {
+      assert.doesNotMatch(wgsl, /var<workgroup>|workgroupBarrier|Tile\[/);
+      assert.match(wgsl, /\.direct32/, "the label names the block");
+      assert.match(wgsl, /const B[KQ]: u32 = 32u;/, "the block is compiled in");
+      assert.match(wgsl, /min\([kq]0 \+ j \+ 3u, S - 1u\)/, "reads past S are clamped");
+    }
+    assert.match(forward[0], /var sLocal: array<vec4<f32>, BK \/ 4u \* R>;/, "private scores");
+  }
+});
+
 Deno.test("software-tiling backward kernels' workgroup arrays fit 16 KiB for every head dim", () => {
   let checked = 0;
   for (const software of [true]) {

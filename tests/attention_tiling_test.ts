@@ -16,6 +16,7 @@ import {
 } from "../mod.ts";
 import { isSoftwareDevice, readBuffer, subgroupSizes, uploadBuffer } from "../kernels/device.ts";
 import { toStorage } from "../kernels/attention.ts";
+import { directSoftwareReads } from "../kernels/attention_fused.ts";
 import { assertClose, f16Available, randn, TOL } from "./_helpers.ts";
 import { assertGradients, backwardInputs, backwardLabel } from "./_backward_helpers.ts";
 
@@ -35,8 +36,10 @@ Deno.test("AttentionPlan honours options.tiling: auto picks by adapter, gpu and 
     assert.equal(plan.tiling, tiling);
     assert.equal(plan.kernels.length, 3, "forward, dq and dkv");
     for (const label of plan.kernels) {
-      // The GPU kernels are labelled `.gpu.p<split>k<step>`; the software ones `.r<rows>`.
+      // The GPU kernels are labelled `.gpu.p<split>k<step>`; the software ones `.r<rows>`,
+      // plus `.direct<keys>` where they read straight from storage (no shader-f16: OpenGL).
       if (tiling === "gpu") assert.match(label, /\.d64\.gpu\.p\d+k\d+/);
+      else if (directSoftwareReads(device)) assert.match(label, /\.d64\.r\d+\.direct32$/);
       else assert.match(label, /\.d64\.r\d+$/);
     }
     plan.destroy();
@@ -185,4 +188,67 @@ Deno.test({
       plan.destroy();
     }
   },
+});
+
+/**
+ * Forward and backward at the software tiling on `on`, against the
+ * references, requiring the kernels to read straight from storage when
+ * `direct`, else to stage their tiles.
+ */
+async function checkSoftwareReads(on: GPUDevice, direct: boolean, label: string) {
+  // Odd lengths (a last block of keys past S, clamped reads masked), D not a multiple of 4.
+  const cases: [number, number, Activation, boolean][] = [
+    [64, 97, "softmax", true],
+    [64, 61, "sigmoid", false],
+    [33, 70, "softmax", false],
+    [33, 45, "sigmoid", true],
+    [8, 5, "softmax", true],
+  ];
+  let seed = 1300;
+  for (const [headDim, seqLen, activation, causal] of cases) {
+    const shape = { batch: 2, heads: 1, seqLen, headDim };
+    const options: AttentionOptions = { activation, causal, tiling: "software", device: on };
+    const plan = await AttentionPlan.create(shape, options, { backward: true });
+    for (const kernel of plan.kernels) assert.equal(/\.direct32$/.test(kernel), direct, kernel);
+    plan.destroy();
+    const [q, k, v, dOut] = backwardInputs(shape, seed++);
+    const name = `${label} ${backwardLabel(shape, options)}`;
+    const out = await attention(q, k, v, shape, options);
+    assertClose(`out ${name}`, out, attentionReference(q, k, v, shape, options), TOL.f32Forward);
+    const got = await attentionBackward(q, k, v, dOut, shape, options);
+    assertGradients(name, got, attentionBackwardReference(q, k, v, dOut, shape, options), {
+      ...TOL.f32Backward,
+    });
+  }
+}
+
+Deno.test("the software tiling reads keys and values straight from storage on a device without shader-f16", async () => {
+  assert.equal(directSoftwareReads(device), !device.features.has("shader-f16"));
+  if (!device.features.has("shader-f16")) {
+    // The shared device has no shader-f16 (OpenGL): every software-tiling test takes this path.
+    await checkSoftwareReads(device, true, "direct (shared device)");
+    return;
+  }
+  const adapter = await navigator.gpu.requestAdapter();
+  assert.ok(adapter);
+  const plain = await adapter.requestDevice({
+    label: "test.no-shader-f16",
+    requiredLimits: {
+      maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    },
+  });
+  assert.equal(plain.features.has("shader-f16"), false);
+  try {
+    await checkSoftwareReads(plain, true, "direct");
+  } finally {
+    plain.destroy();
+  }
+});
+
+Deno.test("the software tiling stages keys and values in workgroup memory on a device with shader-f16", async () => {
+  if (!device.features.has("shader-f16")) {
+    console.log("  skipped: this device has no shader-f16 (OpenGL), so it reads directly");
+    return;
+  }
+  await checkSoftwareReads(device, false, "staged");
 });

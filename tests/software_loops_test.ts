@@ -77,6 +77,17 @@ Deno.test("fusedLoopIterations() bounds what the fused kernels loop, and grows w
     const dkv = fusedBackwardTiles("dkv", activation, 256, 32768, true);
     const long = fusedLoopIterations("dkv", activation, 256, dkv, 16384);
     assert.ok(long > SOFTWARE_LOOP_LIMIT, `${activation} dkv S=16384 D=256: ${long}`);
+    // Direct reads stage nothing: per block only the block step and the loops over it.
+    const direct = fusedTiles(activation, 32, 32768, true, true);
+    assert.equal(
+      fusedLoopIterations("forward", activation, 32, direct, direct.keys * 10),
+      10 * (1 + passes * (direct.keys / 4 + 1)) + 1,
+    );
+    const directDkv = fusedBackwardTiles("dkv", activation, 64, 32768, true, true);
+    assert.equal(
+      fusedLoopIterations("dkv", activation, 64, directDkv, directDkv.keys * 10),
+      10 * (1 + directDkv.keys / 4 + 1) + 1,
+    );
   }
 });
 
