@@ -98,7 +98,7 @@ export const DIRECT_KEYS = 32;
  * them, under the invocation mask, into code that its coroutine splitting
  * at every barrier then has to carry. Measured cold on this project's 2-core
  * machine (`bench/compile_profile.ts --workload fused`), the demo's four
- * fused kernels at D = 64: OpenGL 528 s staged, 141 s direct; Vulkan 75 s
+ * fused kernels at D = 64: OpenGL 528 s staged, 141 s direct; Vulkan 73 s
  * staged, 108 s direct. A CPU adapter's workgroup memory is ordinary cached
  * memory, so staging saves no reads there: warm, direct runs as fast as
  * staged on OpenGL and within a few percent on Vulkan.
