@@ -6,7 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { adapterReport, getDevice } from "./mod.ts";
-import { DEMO_DEFAULTS, runDemo } from "./bench/demo.ts";
+import { DEMO_DEFAULTS, DEMO_SEQ_LENS, runDemo } from "./bench/demo.ts";
 import { GPU_COSTS, opModelTable, SOFTWARE_COSTS } from "./bench/op_model.ts";
 import { FUSED_STORAGE_BUDGET, fusedTiles } from "./kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "./kernels/attention_fused_backward.ts";
@@ -16,6 +16,9 @@ import { reportMain } from "./bench/report.ts";
 import { studyMain } from "./bench/study_cli.ts";
 import { backendHint, useChosenBackend } from "./bench/backend.ts";
 import { isSoftwareDevice } from "./kernels/device.ts";
+
+/** The most compile workers `--compile-workers` takes (each holds a CPU core and a device). */
+const MAX_COMPILE_WORKERS = 16;
 
 const USAGE = `sigmax: softmax vs sigmoid attention on WebGPU
 
@@ -39,8 +42,9 @@ kernel's O(S·D) memory.
 
 demo options:
   --seq-lens LIST   sequence lengths to time, comma-separated (default ${
-  DEMO_DEFAULTS.seqLens.join(",")
-})
+  DEMO_SEQ_LENS.gpu.join(",")
+} on a GPU,
+                    ${DEMO_SEQ_LENS.software.join(",")} on a software adapter)
   --heads N         heads H (default ${DEMO_DEFAULTS.heads}); batch is 1
   --head-dims LIST  head dimensions D (1..256) to time, comma-separated (default ${
   DEMO_DEFAULTS.headDims.join(",")
@@ -48,6 +52,9 @@ demo options:
   --reps N          timed rounds (each runs every kernel once), at least 5 (default ${DEMO_DEFAULTS.reps})
   --no-backward     time the forward pass only
   --no-long         skip the long-context run
+  --compile-workers N  threads that compile kernels beside the main one (0 to
+                    ${MAX_COMPILE_WORKERS}; default: one per extra CPU core on a software adapter,
+                    at most 3, none on a GPU)
   -h, --help        show this help
 
 The adapter: a real GPU where there is one, otherwise Mesa's software adapter.
@@ -85,6 +92,7 @@ async function main(args: string[]): Promise<number> {
       reps: { type: "string" },
       "no-long": { type: "boolean" },
       "no-backward": { type: "boolean" },
+      "compile-workers": { type: "string" },
       gpu: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -110,6 +118,17 @@ async function main(args: string[]): Promise<number> {
       if (values.reps !== undefined) options.reps = Math.max(5, positiveInt("reps", values.reps));
       if (values["no-long"]) options.long = false;
       if (values["no-backward"]) options.backward = false;
+      if (values["compile-workers"] !== undefined) {
+        const n = Number(values["compile-workers"]);
+        if (!Number.isInteger(n) || n < 0 || n > MAX_COMPILE_WORKERS) {
+          throw new UsageError(
+            `--compile-workers must be an integer from 0 to ${MAX_COMPILE_WORKERS}, got "${
+              values["compile-workers"]
+            }"`,
+          );
+        }
+        options.compileWorkers = n;
+      }
       return (await runDemo(options, console.log, backend)) ? 0 : 1;
     }
     case "doctor": {

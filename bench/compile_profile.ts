@@ -392,6 +392,7 @@ async function main(args: string[]): Promise<number> {
       reps: 5,
       backward: workload === "demo",
       long: workload === "demo",
+      compileWorkers: 0, // one pipeline at a time: each row is one compile
     }, log);
   }
   const totalS = (performance.now() - t0) / 1000;

@@ -20,7 +20,7 @@ import {
   seededInputs,
 } from "../mod.ts";
 import { AttentionPlan } from "../kernels/attention.ts";
-import { compilePipelines, isSoftwareDevice } from "../kernels/device.ts";
+import { compilePipelines, defaultCompileWorkers, isSoftwareDevice } from "../kernels/device.ts";
 import { fusedTiles } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
@@ -28,7 +28,8 @@ import { type BackendChoice, backendHint, chooseBackend } from "./backend.ts";
 
 /** Settings of the demo (the CLI's flags). */
 export interface DemoOptions {
-  seqLens: number[];
+  /** Sequence lengths to time; default by adapter, {@linkcode DEMO_SEQ_LENS}. */
+  seqLens?: number[];
   heads: number;
   headDims: number[];
   reps: number;
@@ -36,6 +37,8 @@ export interface DemoOptions {
   backward: boolean;
   /** Run the long-context check (the smallest power-of-two S, at most 16384, whose S×S scores no storage binding can hold). */
   long: boolean;
+  /** Compile workers beside the main thread (`compilePipelines`); default `defaultCompileWorkers`. */
+  compileWorkers?: number;
 }
 
 /** One attention workload the demo runs: the kernels it needs are compiled before anything is timed. */
@@ -73,11 +76,19 @@ export function longContextSeqLen(maxBinding: number): number {
 }
 
 /**
- * Defaults: B=1, H=4, D=64, S ∈ {256, 512, 1024}, 5 timed rounds, forward
- * and backward, long-context check on.
+ * The sequence lengths the demo times by default. On a software adapter
+ * (a CPU, tens to hundreds of times slower than a GPU) the table stops at
+ * S = 512: at S = 1024 it alone took about 50 of the demo's 190 s on this
+ * project's 2-core machine, and showed the same ratios. `--seq-lens` times
+ * any others.
+ */
+export const DEMO_SEQ_LENS = { gpu: [256, 512, 1024], software: [128, 256, 512] } as const;
+
+/**
+ * Defaults: B=1, H=4, D=64, S by adapter ({@linkcode DEMO_SEQ_LENS}), 5
+ * timed rounds, forward and backward, long-context check on.
  */
 export const DEMO_DEFAULTS: DemoOptions = {
-  seqLens: [256, 512, 1024],
   heads: 4,
   headDims: [64],
   reps: 5,
@@ -97,6 +108,7 @@ export async function runDemo(
 ): Promise<boolean> {
   const report = await adapterReport();
   const software = isSoftwareDevice(await getDevice());
+  const seqLens = options.seqLens ?? [...DEMO_SEQ_LENS[software ? "software" : "gpu"]];
   log(
     `adapter: ${report.description}${software ? " (software)" : ""}, backend ${backend.name} ` +
       `(${backend.why})`,
@@ -128,7 +140,7 @@ export async function runDemo(
   }
   for (const pass of passes) {
     for (const headDim of options.headDims) {
-      for (const seqLen of options.seqLens) {
+      for (const seqLen of seqLens) {
         for (const k of KERNELS) {
           work.push({
             shape: { batch: 1, heads: options.heads, seqLen, headDim },
@@ -149,7 +161,7 @@ export async function runDemo(
       activation: "sigmoid",
     });
   }
-  await compileKernels(distinctPipelines(work), log);
+  await compileKernels(distinctPipelines(work), log, options.compileWorkers);
 
   log("\nkernels against the f64 reference (tolerance |err| ≤ 1e-5 + 1e-4·|ref|):");
   let allGood = true;
@@ -221,7 +233,7 @@ export async function runDemo(
         ? fusedTiles("softmax", D, storage, software)
         : fusedBackwardTiles("dq", "softmax", D, storage, software);
       const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs, pass);
-      for (const S of options.seqLens) {
+      for (const S of seqLens) {
         const shape = { batch: 1, heads: H, seqLen: S, headDim: D };
         const times = await compareAttention(shape, [...KERNELS], { reps: options.reps, pass });
         const ms = times.map((t) => t.msMedian);
@@ -285,7 +297,11 @@ export async function runDemo(
  * terminal a live line counts them ("compiling kernels 3/12"); otherwise each
  * one that took longer than half a second gets a line.
  */
-async function compileKernels(work: DemoWork[], log: (line: string) => void): Promise<void> {
+async function compileKernels(
+  work: DemoWork[],
+  log: (line: string) => void,
+  workers?: number,
+): Promise<void> {
   const tty = log === console.log && Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   const t0 = performance.now();
@@ -302,10 +318,12 @@ async function compileKernels(work: DemoWork[], log: (line: string) => void): Pr
       );
     }
     let announced = false;
+    const threads = 1 + (workers ?? defaultCompileWorkers(device));
     const count = await compilePipelines(device, ({ done, total, label, ms }) => {
       if (!announced) {
         log(
-          `\ncompiling kernels: ${total} pipelines for ${work.length} workloads (cached ones take milliseconds):`,
+          `\ncompiling kernels: ${total} pipelines for ${work.length} workloads on ${threads} ` +
+            `thread${threads > 1 ? "s" : ""} (cached ones take milliseconds):`,
         );
         announced = true;
       }
@@ -318,7 +336,7 @@ async function compileKernels(work: DemoWork[], log: (line: string) => void): Pr
       } else if (ms > 500) {
         log(`  compiling kernels ${done}/${total}: ${label}: ${(ms / 1000).toFixed(1)} s`);
       }
-    });
+    }, { workers: threads - 1 });
     if (tty && count > 0) Deno.stdout.writeSync(encoder.encode("\r\x1b[2K"));
   } finally {
     for (const plan of plans) plan.destroy();

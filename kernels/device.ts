@@ -243,8 +243,17 @@ export function _assertDeviceAlive(device: GPUDevice): void {
 interface _CachedPipeline {
   label: string;
   pipeline: Promise<GPUComputePipeline>;
-  code?: string;
+  /** What built it (its WGSL included), kept until it is warm: a compile worker rebuilds it from this. */
+  build?: _PipelineBuild;
   warm: boolean;
+}
+
+/** A pipeline's build, as plain data: what a compile worker needs to build the same pipeline. */
+export interface _PipelineBuild {
+  label: string;
+  code: string;
+  constants?: Record<string, number>;
+  entryPoint?: string;
 }
 
 const _pipelines = new WeakMap<GPUDevice, Map<string, _CachedPipeline>>();
@@ -274,10 +283,16 @@ export function getPipeline(device: GPUDevice, spec: PipelineSpec): Promise<GPUC
   let entry = cache.get(key);
   if (!entry) {
     const code = spec.code();
-    const built: _CachedPipeline = {
+    const build = {
       label: spec.label,
       code,
-      pipeline: _compile(device, spec, code),
+      constants: spec.constants,
+      entryPoint: spec.entryPoint,
+    };
+    const built: _CachedPipeline = {
+      label: spec.label,
+      build,
+      pipeline: _compile(device, build),
       warm: false,
     };
     cache.set(key, entry = built);
@@ -296,12 +311,29 @@ export interface CompileProgress {
   label: string;
   /** Wall time of its first dispatch, ms: the compile on a cold shader cache. */
   ms: number;
+  /** Who compiled it: 0 this thread, 1… a compile worker (see {@linkcode CompileOptions.workers}). */
+  lane: number;
+}
+
+/** How {@linkcode compilePipelines} compiles. */
+export interface CompileOptions {
+  /**
+   * Worker threads that compile alongside this one (default 0: this thread
+   * alone). Each opens its own device on the same adapter, with the same
+   * features and limits, and compiles and dispatches the pipelines it takes
+   * exactly as this thread would; this thread then dispatches them too,
+   * which the driver's disk cache of compiled shaders answers in
+   * milliseconds. Worth it only where there is such a cache (Mesa's drivers
+   * keep one unless `MESA_SHADER_CACHE_DISABLE` is set) and compiles are
+   * slow: see {@linkcode defaultCompileWorkers}.
+   */
+  workers?: number;
 }
 
 /**
  * Compiles every pipeline built on `device` by {@linkcode getPipeline} that
- * this function has not run yet, one at a time, and calls `onProgress` after
- * each. Returns how many it ran.
+ * this function has not run yet, largest WGSL first, and calls `onProgress`
+ * after each. Returns how many it ran.
  *
  * Mesa's software drivers (and others) generate a shader's machine code at
  * its pipeline's first dispatch, not in `createComputePipeline`; so each
@@ -309,7 +341,8 @@ export interface CompileProgress {
  * a zero uniform the kernels' sizes are 0 and they do no work). Call it after
  * building the plans a program will run and before timing anything: no
  * measurement then includes compile time, and a cold first run can show a
- * live count ("compiling kernels 3/12").
+ * live count ("compiling kernels 3/12"). With `options.workers` the
+ * compiles run on that many more threads (a compile holds one CPU core).
  *
  * @example
  * ```ts
@@ -327,22 +360,141 @@ export interface CompileProgress {
 export async function compilePipelines(
   device: GPUDevice,
   onProgress: (progress: CompileProgress) => void = () => {},
+  options: CompileOptions = {},
 ): Promise<number> {
   const pending = [...(_pipelines.get(device)?.values() ?? [])].filter((p) => !p.warm);
-  for (const [i, entry] of pending.entries()) {
-    const pipeline = await entry.pipeline;
+  // Every pipeline is created (the fast front end) before any compile starts;
+  // a failure is thrown here, as from getPipeline.
+  const pipelines = await Promise.all(pending.map((entry) => entry.pipeline));
+  // The largest kernels (the slowest compiles) first, so that the lanes finish together.
+  const order = pending.map((entry, i) => ({ entry, pipeline: pipelines[i], build: entry.build! }))
+    .sort((a, b) => b.build.code.length - a.build.code.length);
+  const builds = order.map((o) => o.build);
+  let done = 0;
+  const report = (i: number, ms: number, lane: number) =>
+    onProgress({ done: ++done, total: order.length, label: builds[i].label, ms, lane });
+
+  // Each lane (this thread and every worker) claims the next pipeline from one shared counter.
+  const next = new Int32Array(new SharedArrayBuffer(4));
+  const claim = () => Atomics.add(next, 0, 1);
+  const workers = Math.max(0, Math.min(options.workers ?? 0, order.length - 1));
+  const lanes = Array.from(
+    { length: workers },
+    (_, w) => _workerLane(device, builds, next, (i, ms) => report(i, ms, w + 1)),
+  );
+  const mine = new Set<number>();
+  for (let i = claim(); i < order.length; i = claim()) {
+    mine.add(i);
     const t0 = performance.now();
-    await _dispatchOnce(device, pipeline, entry.code ?? "");
-    entry.warm = true;
-    entry.code = undefined;
-    onProgress({
-      done: i + 1,
-      total: pending.length,
-      label: entry.label,
-      ms: performance.now() - t0,
-    });
+    await _dispatchOnce(device, order[i].pipeline, builds[i].code);
+    report(i, performance.now() - t0, 0);
   }
-  return pending.length;
+  const compiledElsewhere = new Set<number>();
+  for (const lane of await Promise.all(lanes)) {
+    for (const i of lane.compiled) compiledElsewhere.add(i);
+    if (lane.failure) {
+      console.warn(
+        `sigmax: a compile worker stopped (${lane.failure}); this thread compiles what it left`,
+      );
+    }
+  }
+  // What the workers compiled runs here once too: a disk-cache hit (or the
+  // full compile where the cache missed). What a stopped worker had claimed
+  // and not finished is compiled here, and counted.
+  for (const [i, o] of order.entries()) {
+    if (!mine.has(i)) {
+      const t0 = performance.now();
+      await _dispatchOnce(device, o.pipeline, builds[i].code);
+      if (!compiledElsewhere.has(i)) report(i, performance.now() - t0, 0);
+    }
+    o.entry.warm = true;
+    o.entry.build = undefined;
+  }
+  return order.length;
+}
+
+/** How a compile worker's lane ended: the builds it compiled, and why it stopped early if it did. */
+export interface _LaneResult {
+  compiled: number[];
+  failure?: string;
+}
+
+/**
+ * Starts a compile worker on `builds`, claiming them from `next` (shared with
+ * the other lanes); `onDone(i, ms)` after each one it compiled. Resolves when
+ * the worker has finished or stopped. (Exported for the tests.)
+ */
+export function _workerLane(
+  device: GPUDevice,
+  builds: _PipelineBuild[],
+  next: Int32Array,
+  onDone: (i: number, ms: number) => void,
+): Promise<_LaneResult> {
+  return new Promise((resolve) => {
+    const compiled: number[] = [];
+    const worker = new Worker(new URL("./compile_worker.ts", import.meta.url), { type: "module" });
+    const finish = (failure?: string) => {
+      worker.terminate();
+      resolve({ compiled, failure });
+    };
+    worker.onmessage = (event: MessageEvent<CompileWorkerReply>) => {
+      const reply = event.data;
+      if (reply.kind === "compiled") {
+        compiled.push(reply.index);
+        onDone(reply.index, reply.ms);
+      } else finish(reply.kind === "failed" ? reply.error : undefined);
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      finish(event.message);
+    };
+    const limits: Record<string, number> = {};
+    for (const name of _WANTED_LIMITS) limits[name] = device.limits[name];
+    const request: CompileWorkerRequest = {
+      builds,
+      next: next.buffer as SharedArrayBuffer,
+      features: [...device.features] as GPUFeatureName[],
+      limits,
+    };
+    worker.postMessage(request);
+  });
+}
+
+/** What `kernels/compile_worker.ts` is sent: the builds, the shared claim counter, the device to open. */
+export interface CompileWorkerRequest {
+  builds: _PipelineBuild[];
+  /** An Int32Array's buffer: element 0 is the next build to claim. */
+  next: SharedArrayBuffer;
+  features: GPUFeatureName[];
+  limits: Record<string, number>;
+}
+
+/** What a compile worker answers: one message per compiled build, then one that it is done. */
+export type CompileWorkerReply =
+  | { kind: "compiled"; index: number; ms: number }
+  | { kind: "finished" }
+  | { kind: "failed"; error: string };
+
+/**
+ * The compile workers {@linkcode compilePipelines} should use on `device`:
+ * on a software adapter (where a compile takes seconds to minutes and Mesa
+ * keeps a disk cache), one per CPU core beyond this thread's, at most 3;
+ * none on a GPU, and none when `MESA_SHADER_CACHE_DISABLE` is set.
+ */
+export function defaultCompileWorkers(device: GPUDevice): number {
+  if (!isSoftwareDevice(device)) return 0;
+  // Mesa reads the variable as a boolean: 1, true, y or yes turn the cache off.
+  if (/^(1|true|y|yes)$/i.test(_env("MESA_SHADER_CACHE_DISABLE") ?? "")) return 0;
+  return Math.max(0, Math.min(3, (navigator.hardwareConcurrency ?? 1) - 1));
+}
+
+/** An environment variable, or undefined where it is unset or cannot be read. */
+function _env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Dispatches `pipeline` once, one workgroup, with a zero-filled buffer at every binding `code` declares. */
@@ -393,27 +545,32 @@ async function _dispatchOnce(
   }
 }
 
-async function _compile(
-  device: GPUDevice,
-  spec: PipelineSpec,
-  code: string,
-): Promise<GPUComputePipeline> {
+async function _compile(device: GPUDevice, build: _PipelineBuild): Promise<GPUComputePipeline> {
   device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label: spec.label, code });
+  const module = device.createShaderModule({ label: build.label, code: build.code });
   const pipeline = device.createComputePipeline({
-    label: spec.label,
+    label: build.label,
     layout: "auto",
-    compute: { module, entryPoint: spec.entryPoint ?? "main", constants: spec.constants },
+    compute: { module, entryPoint: build.entryPoint ?? "main", constants: build.constants },
   });
   const error = await device.popErrorScope();
   if (error) {
     const info = await module.getCompilationInfo();
     const messages = info.messages.map((m) => `  ${m.lineNum}:${m.linePos} ${m.message}`);
     throw new Error(
-      `sigmax failed to build pipeline ${spec.label}: ${error.message}\n${messages.join("\n")}`,
+      `sigmax failed to build pipeline ${build.label}: ${error.message}\n${messages.join("\n")}`,
     );
   }
   return pipeline;
+}
+
+/**
+ * A compile worker's step (`kernels/compile_worker.ts`): builds `build` on
+ * `device` and dispatches it once, exactly as {@linkcode compilePipelines}
+ * does, so that the driver's shader cache gets the same entry.
+ */
+export async function _compileAndRun(device: GPUDevice, build: _PipelineBuild): Promise<void> {
+  await _dispatchOnce(device, await _compile(device, build), build.code);
 }
 
 // ---------------------------------------------------------------------------

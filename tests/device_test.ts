@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { adapterReport, getDevice } from "../mod.ts";
 import {
+  _workerLane,
+  compilePipelines,
+  type CompileProgress,
+  defaultCompileWorkers,
   getPipeline,
+  isSoftwareDevice,
   measureSubmit,
   readFloat32,
   summarize,
@@ -112,4 +117,100 @@ Deno.test("readBuffer() rejects instead of hanging when the device goes away", a
   } finally {
     clearTimeout(timer);
   }
+});
+
+/** WGSL writing `V` (an override constant) into x[0]: one distinct pipeline per value of V. */
+const WRITE_V = `override V: f32 = 0.0;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(1) fn main() { x[0] = V; }`;
+
+/** Runs a WRITE_V pipeline on a one-float buffer and returns x[0]. */
+async function runWriteV(device: GPUDevice, pipeline: GPUComputePipeline): Promise<number> {
+  const x = uploadBuffer(device, new Float32Array([-1]), "test.write-v");
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: x } }],
+    }),
+  );
+  pass.dispatchWorkgroups(1);
+  pass.end();
+  device.queue.submit([encoder.finish()]);
+  const [value] = await readFloat32(device, x, 1);
+  x.destroy();
+  return value;
+}
+
+Deno.test("compilePipelines() runs every new pipeline once, largest first, with compile workers too", async () => {
+  const device = await getDevice();
+  const tag = crypto.randomUUID().slice(0, 8); // new pipelines, whatever ran before
+  const labels = [1, 2, 3, 4, 5].map((v) => `test.compile.${tag}.v${v}`);
+  const pipelines = await Promise.all(labels.map((label, i) =>
+    getPipeline(device, {
+      key: label,
+      label,
+      // Padding makes each WGSL longer than the one before: the largest must come first.
+      code: () => WRITE_V + "\n//" + "-".repeat(100 * i),
+      constants: { V: i + 1 },
+    })
+  ));
+  const seen: CompileProgress[] = [];
+  const count = await compilePipelines(device, (p) => seen.push(p), { workers: 1 });
+  assert.equal(count, seen.length);
+  assert.deepEqual(seen.map((p) => p.done), seen.map((_, i) => i + 1));
+  assert.ok(seen.every((p) => p.total === count && (p.lane === 0 || p.lane === 1)), `${seen}`);
+  const ours = seen.filter((p) => labels.includes(p.label)).map((p) => p.label);
+  assert.deepEqual([...ours].sort(), [...labels].sort(), "each new pipeline reported once");
+  const mainThread = seen.filter((p) => p.lane === 0 && labels.includes(p.label)).map((p) =>
+    p.label
+  );
+  assert.deepEqual(
+    mainThread,
+    [...mainThread].sort().reverse(),
+    "this thread takes the largest first",
+  );
+  assert.equal(await compilePipelines(device, () => assert.fail("nothing is left")), 0);
+  for (const [i, pipeline] of pipelines.entries()) {
+    assert.equal(await runWriteV(device, pipeline), i + 1);
+  }
+});
+
+Deno.test("a compile worker compiles the builds it claims, and says why when one fails", async () => {
+  const device = await getDevice();
+  const tag = crypto.randomUUID().slice(0, 8);
+  const builds = [7, 8].map((v) => ({
+    label: `test.worker.${tag}.v${v}`,
+    code: WRITE_V,
+    constants: { V: v },
+  }));
+  const next = new Int32Array(new SharedArrayBuffer(4));
+  const done: number[] = [];
+  const ok = await _workerLane(device, builds, next, (i, ms) => {
+    assert.ok(ms >= 0);
+    done.push(i);
+  });
+  assert.equal(ok.failure, undefined);
+  assert.deepEqual(ok.compiled, [0, 1]);
+  assert.deepEqual(done, [0, 1]);
+  assert.equal(next[0], 3, "it claimed both builds, then saw the end once");
+
+  const bad = [{ label: `test.worker.${tag}.bad`, code: "fn main( {" }, builds[0]];
+  const failed = await _workerLane(device, bad, new Int32Array(new SharedArrayBuffer(4)), () => {
+    assert.fail("the bad build comes first: nothing is compiled");
+  });
+  assert.deepEqual(failed.compiled, []);
+  assert.match(failed.failure ?? "", new RegExp(`test\\.worker\\.${tag}\\.bad`));
+});
+
+Deno.test("defaultCompileWorkers() uses the spare cores on a software adapter only", async () => {
+  const device = await getDevice();
+  const cacheOff = /^(1|true|y|yes)$/i.test(Deno.env.get("MESA_SHADER_CACHE_DISABLE") ?? "");
+  const expected = isSoftwareDevice(device) && !cacheOff
+    ? Math.min(3, navigator.hardwareConcurrency - 1)
+    : 0;
+  assert.equal(defaultCompileWorkers(device), expected);
 });
