@@ -14,7 +14,7 @@
  *     deno task bench bench/attention_backward_bench.ts
  */
 
-import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
+import { modelledTiles } from "./op_model.ts";
 import {
   benchAdapter,
   benchKernelGroups,
@@ -30,13 +30,7 @@ import { benchPrecision, precisionSummary } from "./attention_precision.ts";
 
 const adapter = await benchAdapter();
 const tiles = (headDim: number) =>
-  fusedBackwardTiles(
-    "dq",
-    "softmax",
-    headDim,
-    adapter.device.limits.maxComputeWorkgroupStorageSize,
-    adapter.software,
-  );
+  modelledTiles(adapter.device, "backward", headDim, adapter.software);
 
 /** B=1, H=4, D=64; S ∈ {256, 1024}, causal off and on. */
 const GROUPS: ShapeGroup[] = [

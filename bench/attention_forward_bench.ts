@@ -18,7 +18,7 @@
  */
 
 import { seededInputs } from "../mod.ts";
-import { fusedTiles } from "../kernels/attention_fused.ts";
+import { modelledTiles } from "./op_model.ts";
 import { summarize, timeSubmit, uploadBuffer } from "../kernels/device.ts";
 import { MatmulPlan, type MatmulShape } from "../kernels/matmul.ts";
 import {
@@ -36,13 +36,7 @@ import { benchPrecision, precisionSummary } from "./attention_precision.ts";
 
 const adapter = await benchAdapter();
 const { device } = adapter;
-const tiles = (headDim: number) =>
-  fusedTiles(
-    "softmax",
-    headDim,
-    device.limits.maxComputeWorkgroupStorageSize,
-    adapter.software,
-  );
+const tiles = (headDim: number) => modelledTiles(device, "forward", headDim, adapter.software);
 
 /** B=1, H=4; D=64 at S ∈ {256, 1024} causal off and on, and D ∈ {32, 128} at S=1024. */
 const GROUPS: ShapeGroup[] = [

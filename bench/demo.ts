@@ -21,9 +21,7 @@ import {
 } from "../mod.ts";
 import { AttentionPlan } from "../kernels/attention.ts";
 import { compilePipelines, defaultCompileWorkers, isSoftwareDevice } from "../kernels/device.ts";
-import { fusedTiles } from "../kernels/attention_fused.ts";
-import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
-import { GPU_COSTS, KERNELS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+import { GPU_COSTS, KERNELS, modelledTiles, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
 import { type BackendChoice, backendHint, chooseBackend } from "./backend.ts";
 
 /** Settings of the demo (the CLI's flags). */
@@ -107,7 +105,8 @@ export async function runDemo(
   backend: BackendChoice = chooseBackend(),
 ): Promise<boolean> {
   const report = await adapterReport();
-  const software = isSoftwareDevice(await getDevice());
+  const device = await getDevice();
+  const software = isSoftwareDevice(device);
   const seqLens = options.seqLens ?? [...DEMO_SEQ_LENS[software ? "software" : "gpu"]];
   log(
     `adapter: ${report.description}${software ? " (software)" : ""}, backend ${backend.name} ` +
@@ -217,7 +216,6 @@ export async function runDemo(
 
   const H = options.heads;
   const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
-  const storage = report.limits.maxComputeWorkgroupStorageSize;
   const clocks = new Set<string>();
   for (const pass of passes) {
     log(
@@ -229,9 +227,7 @@ export async function runDemo(
         "  sig/soft fused (model)  fused/unfused soft  sig",
     );
     for (const D of options.headDims) {
-      const tiles = pass === "forward"
-        ? fusedTiles("softmax", D, storage, software)
-        : fusedBackwardTiles("dq", "softmax", D, storage, software);
+      const tiles = modelledTiles(device, pass, D, software);
       const model = predictedSpeedup("fused sigmoid", "fused softmax", D, tiles, costs, pass);
       for (const S of seqLens) {
         const shape = { batch: 1, heads: H, seqLen: S, headDim: D };

@@ -46,7 +46,28 @@
  * @module
  */
 
-import type { FusedTiles } from "../kernels/attention_fused.ts";
+import { directSoftwareReads, type FusedTiles, fusedTiles } from "../kernels/attention_fused.ts";
+import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
+
+/**
+ * The tiles the model takes for `pass` at head dim `headDim` on `device`:
+ * those of the forward kernel, or of the `dq` kernel for the backward pass
+ * (both backward kernels own the same rows per invocation), in the tiling
+ * `software` names (the software one with direct reads where
+ * `directSoftwareReads` says so, as the plans run it).
+ */
+export function modelledTiles(
+  device: GPUDevice,
+  pass: ModelledPass,
+  headDim: number,
+  software: boolean,
+): FusedTiles {
+  const storage = device.limits.maxComputeWorkgroupStorageSize;
+  const direct = software && directSoftwareReads(device);
+  return pass === "forward"
+    ? fusedTiles("softmax", headDim, storage, software, direct)
+    : fusedBackwardTiles("dq", "softmax", headDim, storage, software, direct);
+}
 
 /** Per-score operation counts of one kernel. */
 export interface OpCounts {
@@ -132,6 +153,9 @@ export type ModelledPass = "forward" | "backward";
  * rescales once per key tile (amortised over `keys` scores), and each staged
  * float read serves `rowsPerLane` rows. For the backward pass `tiles` are
  * those of the backward kernels (both own `rowsPerLane` rows per invocation).
+ * With `tiles.direct` the same reads come straight from storage (on a CPU,
+ * its cache, which the model prices like workgroup memory) and the tiles'
+ * writes are gone.
  */
 export function opCounts(
   kernel: ModelledKernel,
@@ -142,8 +166,10 @@ export function opCounts(
   if (pass === "backward") return _backwardCounts(kernel, D, tiles);
   const BK = tiles.keys;
   const D4 = Math.ceil(D / 4) * 4; // the kernels pad D to a multiple of 4
-  // Staged K and V: read once per R rows, written once per workgroup of lanes·R rows.
-  const staged = (2 * D4) / tiles.rowsPerLane + (2 * D4) / (tiles.lanes * tiles.rowsPerLane);
+  // Staged K and V: read once per R rows, written once per workgroup of lanes·R rows (not
+  // at all when read directly).
+  const writes = tiles.direct ? 0 : (2 * D4) / (tiles.lanes * tiles.rowsPerLane);
+  const staged = (2 * D4) / tiles.rowsPerLane + writes;
   // The unfused matmul's 16×8 register block reads (16 + 8) / (16·8) tile floats per FMA.
   const matmulStaged = 2 * D * (24 / 128);
   switch (kernel) {
@@ -219,8 +245,9 @@ export function opCounts(
 function _backwardCounts(kernel: ModelledKernel, D: number, tiles: FusedTiles): OpCounts {
   const D4 = Math.ceil(D / 4) * 4;
   const R = tiles.rowsPerLane;
-  // Staged reads (7·D per R rows) and the tiles' writes (two per kernel per workgroup of rows).
-  const staged = (7 * D4) / R + (4 * D4) / (tiles.lanes * R);
+  // Staged reads (7·D per R rows) and the tiles' writes (two per kernel per workgroup of rows;
+  // none when read directly).
+  const staged = (7 * D4) / R + (tiles.direct ? 0 : (4 * D4) / (tiles.lanes * R));
   const matmulStaged = 5 * D * (24 / 128);
   switch (kernel) {
     case "fused softmax":

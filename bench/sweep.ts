@@ -48,9 +48,7 @@ import {
 import { MatmulPlan } from "../kernels/matmul.ts";
 import { formatSeconds } from "../training/format.ts";
 import { prepareTrainingStep } from "../training/trainer.ts";
-import { fusedTiles } from "../kernels/attention_fused.ts";
-import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
-import { GPU_COSTS, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
+import { GPU_COSTS, modelledTiles, predictedSpeedup, SOFTWARE_COSTS } from "./op_model.ts";
 import {
   loadPeers,
   peerCase,
@@ -556,15 +554,12 @@ function modelPredictions(
   preset: SweepPreset,
   software: boolean,
 ): ModelPrediction[] {
-  const storage = device.limits.maxComputeWorkgroupStorageSize;
   const costs = software ? SOFTWARE_COSTS : GPU_COSTS;
   const out: ModelPrediction[] = [];
   for (const pass of preset.passes) {
     for (const headDim of preset.headDims) {
       if (headDim > 256) continue;
-      const tiles = pass === "forward"
-        ? fusedTiles("softmax", headDim, storage, software)
-        : fusedBackwardTiles("dq", "softmax", headDim, storage, software);
+      const tiles = modelledTiles(device, pass, headDim, software);
       const p = (
         a: Parameters<typeof predictedSpeedup>[0],
         b: Parameters<typeof predictedSpeedup>[0],
