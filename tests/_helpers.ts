@@ -115,15 +115,24 @@ export function assertClose(
  * not, alternating so that both pairings occur across the grid. Far larger
  * scores (|s| ~ 1e3) have their own tests. `tiling` goes into the options
  * when given (fused only).
+ *
+ * The cases come one head dim at a time (the head dim picks the pipelines),
+ * in `headDims` order: two test modules that run in parallel and need the
+ * same pipelines (the software backward kernels serve both activations)
+ * take the head dims in opposite orders, so that each compiles about half
+ * and finds the other half in Mesa's disk cache, instead of both compiling
+ * every one at the same time.
  */
 export function gridCases(
   activation: Activation,
   implementation: "fused" | "unfused",
   tiling?: "software" | "gpu",
+  headDims: "ascending" | "descending" = "ascending",
 ): { shape: AttentionShape; options: AttentionOptions }[] {
   const cases = [];
-  for (const seqLen of [1, 7, 64, 97, 257]) {
-    for (const headDim of [1, 8, 33, 64, 128, 256]) {
+  const dims = [1, 8, 33, 64, 128, 256];
+  for (const headDim of headDims === "ascending" ? dims : dims.reverse()) {
+    for (const seqLen of [1, 7, 64, 97, 257]) {
       for (const causal of [false, true]) {
         const explicit = ((seqLen + headDim) % 2 === 0) !== causal;
         cases.push(
@@ -180,4 +189,36 @@ export function skipPeer(file: string, unavailable: string | undefined): boolean
     console.warn(`${file}: skipped: ${unavailable}`);
   }
   return true;
+}
+
+/** Encodes a dispatch of `pipeline` (`workgroups` of them) with `buffer` at group 0, binding 0. */
+export function encodeOnBuffer(
+  device: GPUDevice,
+  encoder: GPUCommandEncoder,
+  pipeline: GPUComputePipeline,
+  buffer: GPUBuffer,
+  workgroups = 1,
+): void {
+  const pass = encoder.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer } }],
+    }),
+  );
+  pass.dispatchWorkgroups(workgroups);
+  pass.end();
+}
+
+/** Submits one dispatch of `pipeline`, a single workgroup, with `buffer` at group 0, binding 0. */
+export function dispatchOnBuffer(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  buffer: GPUBuffer,
+): void {
+  const encoder = device.createCommandEncoder();
+  encodeOnBuffer(device, encoder, pipeline, buffer);
+  device.queue.submit([encoder.finish()]);
 }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { dispatchOnBuffer, encodeOnBuffer } from "./_helpers.ts";
 import { adapterReport, getDevice } from "../mod.ts";
 import {
   _workerLane,
@@ -61,19 +62,8 @@ Deno.test("measureSubmit() reads GPU timestamps that are positive and within the
   if (g.x < arrayLength(&x)) { x[g.x] = 0.5 * x[g.x]; }
 }`,
   });
-  const encode = (encoder: GPUCommandEncoder) => {
-    const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer } }],
-      }),
-    );
-    pass.dispatchWorkgroups(data.length / 64);
-    pass.end();
-  };
+  const encode = (encoder: GPUCommandEncoder) =>
+    encodeOnBuffer(device, encoder, pipeline, buffer, data.length / 64);
   const t = await measureSubmit(device, encode);
   assert.ok(t.wallMs > 0);
   if (device.features.has("timestamp-query")) {
@@ -127,19 +117,7 @@ const WRITE_V = `override V: f32 = 0.0;
 /** Runs a WRITE_V pipeline on a one-float buffer and returns x[0]. */
 async function runWriteV(device: GPUDevice, pipeline: GPUComputePipeline): Promise<number> {
   const x = uploadBuffer(device, new Float32Array([-1]), "test.write-v");
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: x } }],
-    }),
-  );
-  pass.dispatchWorkgroups(1);
-  pass.end();
-  device.queue.submit([encoder.finish()]);
+  dispatchOnBuffer(device, pipeline, x);
   const [value] = await readFloat32(device, x, 1);
   x.destroy();
   return value;

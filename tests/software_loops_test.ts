@@ -5,12 +5,14 @@
 import assert from "node:assert/strict";
 import { AttentionPlan, getDevice } from "../mod.ts";
 import {
+  directSoftwareReads,
   fusedLoopIterations,
   fusedTiles,
   SOFTWARE_LOOP_LIMIT,
 } from "../kernels/attention_fused.ts";
 import { fusedBackwardTiles } from "../kernels/attention_fused_backward.ts";
 import { createStorageBuffer, isSoftwareDevice, readFloat32 } from "../kernels/device.ts";
+import { dispatchOnBuffer } from "./_helpers.ts";
 
 const device = await getDevice();
 const software = isSoftwareDevice(device);
@@ -36,19 +38,7 @@ fn main() {
       compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
     });
     const buffer = createStorageBuffer(device, 8, "test.loop-limit");
-    const encoder = device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer } }],
-      }),
-    );
-    pass.dispatchWorkgroups(1);
-    pass.end();
-    device.queue.submit([encoder.finish()]);
+    dispatchOnBuffer(device, pipeline, buffer);
     const [a, b] = await readFloat32(device, buffer, 2);
     buffer.destroy();
     assert.equal(a, 40000, "the first loop runs in full");
@@ -96,20 +86,54 @@ Deno.test({
   ignore: !software,
   async fn() {
     const shape = { batch: 1, heads: 1, seqLen: 16384, headDim: 256 };
-    await assert.rejects(
-      () => AttentionPlan.create(shape, { activation: "softmax" }),
-      (error: Error) =>
-        error instanceof RangeError && /shape\.seqLen 16384 is too long/.test(error.message) &&
-        /65535 loop iterations/.test(error.message),
-    );
-    // Forward fits at S = 10000 (D = 256), the backward's dkv kernel does not.
-    await assert.rejects(
-      () =>
-        AttentionPlan.create({ ...shape, seqLen: 10000 }, { activation: "softmax" }, {
-          backward: true,
-        }),
-      /fused softmax backward kernel at headDim 256/,
-    );
+    // The tiles the plans use on this device (direct reads where directSoftwareReads says so).
+    const direct = directSoftwareReads(device);
+    const storage = device.limits.maxComputeWorkgroupStorageSize;
+    const loops = (kernel: "forward" | "dkv", headDim: number, seqLen: number) =>
+      fusedLoopIterations(
+        kernel,
+        "softmax",
+        headDim,
+        kernel === "forward"
+          ? fusedTiles("softmax", headDim, storage, true, direct)
+          : fusedBackwardTiles("dkv", "softmax", headDim, storage, true, direct),
+        seqLen,
+      );
+    if (direct) {
+      // Direct reads (no shader-f16: OpenGL) loop less per key and not at all over D: the
+      // staged kernels' S = 16384 fits, and the forward binds first, at S = 131072.
+      assert.ok(loops("forward", 256, 16384) <= SOFTWARE_LOOP_LIMIT);
+      assert.ok(loops("dkv", 64, 131072) < loops("forward", 64, 131072));
+      assert.ok(loops("forward", 64, 65536) <= SOFTWARE_LOOP_LIMIT);
+      await assert.rejects(
+        () =>
+          AttentionPlan.create({ ...shape, seqLen: 131072, headDim: 64 }, {
+            activation: "softmax",
+          }),
+        (error: Error) =>
+          error instanceof RangeError && /shape\.seqLen 131072 is too long/.test(error.message) &&
+          /65535 loop iterations/.test(error.message),
+      );
+      const fits = await AttentionPlan.create({ ...shape, seqLen: 65536, headDim: 64 }, {
+        activation: "softmax",
+      }, { backward: true });
+      fits.destroy();
+    } else {
+      await assert.rejects(
+        () => AttentionPlan.create(shape, { activation: "softmax" }),
+        (error: Error) =>
+          error instanceof RangeError && /shape\.seqLen 16384 is too long/.test(error.message) &&
+          /65535 loop iterations/.test(error.message),
+      );
+      // Forward fits at S = 10000 (D = 256), the backward's dkv kernel does not.
+      await assert.rejects(
+        () =>
+          AttentionPlan.create({ ...shape, seqLen: 10000 }, { activation: "softmax" }, {
+            backward: true,
+          }),
+        /fused softmax backward kernel at headDim 256/,
+      );
+    }
     // The GPU tiling's kernels loop less per key (a compile-time step, unrolled), so the
     // shape the software tiling refuses runs there; the llvmpipe budget still binds further on.
     const gpu = await AttentionPlan.create(shape, { activation: "softmax", tiling: "gpu" });
