@@ -32,13 +32,13 @@ usage: deno task demo [options]          (= deno run -A cli.ts demo [options])
                                          and backward (software-adapter costs, or GPU
                                          costs with --gpu)
 
-demo: prints the adapter and its backend, compiles the kernels it needs
-(a live count; Mesa caches them, so only a first run waits), checks fused and
-unfused kernels (forward and backward, causal and not, odd sequence lengths)
-against the f64 reference, times fused and unfused softmax and sigmoid
-attention forward and backward, and runs a long-context forward pass (S up
-to 16384, past what the unfused S×S scores fit in) to show the fused
-kernel's O(S·D) memory.
+demo: prints the adapter and its backend, compiles the kernels it needs (a
+live count, on every core of a software adapter; Mesa caches them, so only a
+first run waits), checks fused and unfused kernels (forward and backward,
+causal and not, odd sequence lengths) against the f64 reference, times fused
+and unfused softmax and sigmoid attention forward and backward, and runs a
+long-context forward pass (S up to 16384, past what the unfused S×S scores
+fit in) to show the fused kernel's O(S·D) memory.
 
 demo options:
   --seq-lens LIST   sequence lengths to time, comma-separated (default ${

@@ -43,6 +43,8 @@ Deno.test("cli rejects unknown commands and bad flags with exit code 2", async (
       ],
       [["demo", "--seq-lens", "256,abc"], /--seq-lens must be an integer/],
       [["demo", "--frobnicate"], /frobnicate/],
+      [["demo", "--compile-workers=-1"], /--compile-workers must be an integer from 0 to 16/],
+      [["demo", "--compile-workers", "2.5"], /--compile-workers must be an integer from 0 to 16/],
     ] as const
   ) {
     const { code, stderr } = await cli(...args);
